@@ -1,0 +1,8 @@
+//! End-to-end tests of Assay: real components built from `plugins/` and
+//! `tests/graders/`, the real runtime, the real `assay` binary.
+
+mod cli;
+mod loading;
+mod reference_graders;
+mod sandbox;
+mod support;
