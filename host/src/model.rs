@@ -12,7 +12,7 @@ use std::fmt;
 pub const ROLES: &[&str] = &["system", "user", "assistant", "tool", "developer"];
 /// The allowed values of `metadata.severity`.
 pub const SEVERITIES: &[&str] = &["p0", "p1", "p2"];
-/// The allowed values of `metadata.source`.
+/// The usual values of `metadata.source`; others (e.g. `red_team`) are accepted.
 pub const SOURCES: &[&str] = &["production", "synthetic", "adversarial", "regression"];
 
 /// One golden example.
@@ -178,10 +178,10 @@ impl Example {
                 );
             }
         }
-        if let Some(id) = &self.id {
-            if id.is_empty() || id.len() > 256 {
-                refuse("id".into(), "must be 1 to 256 characters".into());
-            }
+        if let Some(id) = &self.id
+            && (id.is_empty() || id.len() > 256)
+        {
+            refuse("id".into(), "must be 1 to 256 characters".into());
         }
         let tool_names: Vec<&str> = self.inputs.tools.iter().map(ToolSpec::name).collect();
         for (index, name) in tool_names.iter().enumerate() {
@@ -206,19 +206,20 @@ impl Example {
                 refuse(format!("outputs.must_not_say[{index}]"), "must not be empty".into());
             }
         }
-        for (key, allowed) in [("severity", SEVERITIES), ("source", SOURCES)] {
+        match self.metadata.get("severity") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(value)) if SEVERITIES.contains(&value.as_str()) => {}
+            Some(other) => refuse(
+                "metadata.severity".into(),
+                format!("unknown severity {other}; expected one of {}", SEVERITIES.join(", ")),
+            ),
+        }
+        // Slicing keys must be non-empty text; their vocabulary is the team's own.
+        for key in ["source", "persona"] {
             match self.metadata.get(key) {
                 None | Some(Value::Null) => {}
-                Some(Value::String(value)) if allowed.contains(&value.as_str()) => {}
-                Some(other) => refuse(
-                    format!("metadata.{key}"),
-                    format!("unknown {key} {other}; expected one of {}", allowed.join(", ")),
-                ),
-            }
-        }
-        if let Some(persona) = self.metadata.get("persona") {
-            if !persona.is_string() && !persona.is_null() {
-                refuse("metadata.persona".into(), "must be a string".into());
+                Some(Value::String(value)) if !value.trim().is_empty() && value.len() <= 128 => {}
+                Some(_) => refuse(format!("metadata.{key}"), "must be a non-empty string of at most 128 bytes".into()),
             }
         }
         if errors.is_empty() { Ok(()) } else { Err(errors) }

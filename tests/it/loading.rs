@@ -4,12 +4,15 @@ use crate::support::{load_reference, runtime_with, small_runtime};
 use assay::runtime::{Limits, LoadError, Runtime, RuntimeConfig};
 use assay_tests::test_graders::WRONG_WORLD;
 
+/// A refusal the test expects: a label, the bytes, the error variant, and a part of its message.
+type Refusal = (&'static str, Vec<u8>, fn(&LoadError) -> bool, &'static str);
+
 #[test]
 fn refusals_say_what_is_wrong() {
     let runtime = small_runtime();
     let must_not_say = assay::graders::reference_grader("must_not_say").unwrap();
     let wrong_world = std::fs::read(WRONG_WORLD).unwrap();
-    let cases: Vec<(&str, Vec<u8>, fn(&LoadError) -> bool, &str)> = vec![
+    let cases: Vec<Refusal> = vec![
         ("text", b"hello, I am not wasm".to_vec(), |error| matches!(error, LoadError::NotWasm), "\\0asm"),
         ("empty", Vec::new(), |error| matches!(error, LoadError::NotWasm), "magic"),
         ("core module", b"\0asm\x01\0\0\0".to_vec(), |error| matches!(error, LoadError::CoreModule), "wasm32-wasip2"),

@@ -230,14 +230,16 @@ fn expected_call_from_reference(call: &Value) -> Option<ExpectedCall> {
 }
 
 /// `ignore` when no expected call carries arguments (comparing them would be
-/// vacuous or, for `{}`, would forbid every argument), otherwise `subset`.
+/// vacuous or, for `{}`, would forbid every argument), otherwise `superset`:
+/// the agent must pass every argument the SME wrote down, and may add more,
+/// mirroring the default trajectory mode.
 fn default_argument_mode(expected: &[ExpectedCall]) -> ArgumentMode {
     let carries_arguments = expected.iter().any(|call| match &call.arguments {
         None | Some(Value::Null) => false,
         Some(Value::Object(arguments)) => !arguments.is_empty(),
         Some(_) => true,
     });
-    if carries_arguments { ArgumentMode::Subset } else { ArgumentMode::Ignore }
+    if carries_arguments { ArgumentMode::Superset } else { ArgumentMode::Ignore }
 }
 
 /// Set semantics on names: calling a required tool twice counts once, and
@@ -315,7 +317,7 @@ fn strict_failures(expected: &[ExpectedCall], actual: &[ActualCall<'_>], argumen
                 failures.push(format!("position {number}: expected {}, got {}", expected_call.name, actual_call.name));
             }
             (Some(expected_call), Some(actual_call)) => {
-                if let Some(difference) = argument_differences(expected_call, actual_call, argument_mode).next() {
+                if let Some(difference) = argument_differences(expected_call, actual_call, argument_mode).first() {
                     failures.push(format!("position {number}: {} {difference}", actual_call.name));
                 }
             }
@@ -338,7 +340,8 @@ enum UnmatchedCall {
 }
 
 /// The unordered, subset and superset comparisons: which actual calls fit
-/// which expected calls, and the best pairing of them.
+/// which expected calls, and the best pairing of them. The work is one
+/// argument comparison per pair of calls to the same tool, then the matching.
 struct TrajectoryComparison<'a> {
     expected: &'a [ExpectedCall],
     actual: &'a [ActualCall<'a>],
@@ -372,10 +375,7 @@ impl<'a> TrajectoryComparison<'a> {
                 same_name(&actual_calls_by_name, &expected_call.name)
                     .iter()
                     .copied()
-                    .filter(|&index| {
-                        let mut differences = argument_differences(expected_call, &actual[index], argument_mode);
-                        differences.next().is_none()
-                    })
+                    .filter(|&index| argument_differences(expected_call, &actual[index], argument_mode).is_empty())
                     .collect()
             })
             .collect();
@@ -442,18 +442,14 @@ impl<'a> TrajectoryComparison<'a> {
                 let partner = self.matching.expected_for_actual[actual_index];
                 format!("actual call #{} with expected call #{}", actual_index + 1, call_number(partner))
             });
+            let pairs = join_capped(pairs, ", ");
             return format!(
-                "{subject}: every actual call that fits it is already paired with \
-                 another expected call ({})",
-                join_capped(pairs, ", ")
+                "{subject}: every actual call that fits it is already paired with another expected call ({pairs})"
             );
         }
         let closest = same_name(&self.actual_calls_by_name, &expected_call.name)
             .iter()
-            .map(|&index| {
-                let differences = argument_differences(expected_call, &self.actual[index], self.argument_mode);
-                (index, differences.collect::<Vec<_>>())
-            })
+            .map(|&index| (index, argument_differences(expected_call, &self.actual[index], self.argument_mode)))
             .min_by_key(|(index, differences)| {
                 (closeness_rank(differences), self.matching.expected_for_actual[*index].is_some())
             });
@@ -485,18 +481,14 @@ impl<'a> TrajectoryComparison<'a> {
                 let partner = self.matching.actual_for_expected[expected_index];
                 format!("expected call #{} with actual call #{}", expected_index + 1, call_number(partner))
             });
+            let pairs = join_capped(pairs, ", ");
             return format!(
-                "{subject}: every expected call it fits is already paired with \
-                 another actual call ({})",
-                join_capped(pairs, ", ")
+                "{subject}: every expected call it fits is already paired with another actual call ({pairs})"
             );
         }
         let closest = same_name(&self.expected_calls_by_name, actual_call.name)
             .iter()
-            .map(|&index| {
-                let differences = argument_differences(&self.expected[index], actual_call, self.argument_mode);
-                (index, differences.collect::<Vec<_>>())
-            })
+            .map(|&index| (index, argument_differences(&self.expected[index], actual_call, self.argument_mode)))
             .min_by_key(|(index, differences)| {
                 (closeness_rank(differences), self.matching.actual_for_expected[*index].is_some())
             });
@@ -611,66 +603,67 @@ impl fmt::Display for ArgumentDifference<'_> {
 
 /// Every way the actual call's arguments fail to fit the expected call's under
 /// `mode`: the expected keys first, in the reference's key order, then the keys
-/// only the agent passed. Nothing when they fit. Names are not compared here.
-///
-/// Lazy, because deciding whether a call fits needs only the first difference
-/// and runs for every pair of same-name calls; only explanations need them all.
+/// only the agent passed. Empty when they fit. Names are not compared here.
 fn argument_differences<'a>(
     expected: &'a ExpectedCall,
     actual: &'a ActualCall<'_>,
     mode: ArgumentMode,
-) -> impl Iterator<Item = ArgumentDifference<'a>> {
-    let mut whole_difference = None;
-    let mut key_differences = None;
-    match (&expected.arguments, &actual.arguments) {
-        (None, _) => {}
-        _ if mode == ArgumentMode::Ignore => {}
-        (Some(_), Err(error)) => {
-            whole_difference = Some(ArgumentDifference::NotJson { error, text: actual.arguments_text });
-        }
-        (Some(Value::Object(expected_map)), Ok(Value::Object(actual_map))) => {
-            key_differences = Some(differing_keys(expected_map, actual_map, mode));
-        }
-        (Some(expected_arguments), Ok(actual_arguments)) => {
-            if !json_equal(expected_arguments, actual_arguments) {
-                whole_difference =
-                    Some(ArgumentDifference::Whole { actual: actual_arguments, expected: expected_arguments });
-            }
-        }
+) -> Vec<ArgumentDifference<'a>> {
+    let Some(expected_arguments) = &expected.arguments else { return Vec::new() };
+    if mode == ArgumentMode::Ignore {
+        return Vec::new();
     }
-    whole_difference.into_iter().chain(key_differences.into_iter().flatten())
+    let actual_arguments = match &actual.arguments {
+        Ok(arguments) => arguments,
+        Err(error) => return vec![ArgumentDifference::NotJson { error, text: actual.arguments_text }],
+    };
+    match (expected_arguments, actual_arguments) {
+        (Value::Object(expected_map), Value::Object(actual_map)) => key_differences(expected_map, actual_map, mode),
+        _ if json_equal(expected_arguments, actual_arguments) => Vec::new(),
+        _ => vec![ArgumentDifference::Whole { actual: actual_arguments, expected: expected_arguments }],
+    }
 }
 
-/// [`argument_differences`] between two argument objects.
-fn differing_keys<'a>(
+fn key_differences<'a>(
     expected: &'a Map<String, Value>,
     actual: &'a Map<String, Value>,
     mode: ArgumentMode,
-) -> impl Iterator<Item = ArgumentDifference<'a>> {
+) -> Vec<ArgumentDifference<'a>> {
     let check_expected_keys = matches!(mode, ArgumentMode::Exact | ArgumentMode::Superset);
     let check_actual_keys = matches!(mode, ArgumentMode::Exact | ArgumentMode::Subset);
-    let expected_side =
-        check_expected_keys.then(|| expected.iter()).into_iter().flatten().filter_map(|(key, expected_value)| {
+    let mut differences = Vec::new();
+    if check_expected_keys {
+        for (key, expected_value) in expected {
             match actual.get(key) {
-                None => Some(ArgumentDifference::MissingKey { key, expected: expected_value }),
+                None => differences.push(ArgumentDifference::MissingKey { key, expected: expected_value }),
                 Some(actual_value) if !json_equal(expected_value, actual_value) => {
-                    Some(ArgumentDifference::DifferentValue { key, actual: actual_value, expected: expected_value })
+                    differences.push(ArgumentDifference::DifferentValue {
+                        key,
+                        actual: actual_value,
+                        expected: expected_value,
+                    });
                 }
-                Some(_) => None,
+                Some(_) => {}
             }
-        });
-    let actual_side =
-        check_actual_keys.then(|| actual.iter()).into_iter().flatten().filter_map(move |(key, actual_value)| {
+        }
+    }
+    if check_actual_keys {
+        for (key, actual_value) in actual {
             match expected.get(key) {
-                None => Some(ArgumentDifference::UnexpectedKey { key, actual: actual_value }),
-                // Exact mode compared the shared keys on the expected side already.
+                None => differences.push(ArgumentDifference::UnexpectedKey { key, actual: actual_value }),
+                // Shared keys were already compared above in exact mode.
                 Some(expected_value) if !check_expected_keys && !json_equal(expected_value, actual_value) => {
-                    Some(ArgumentDifference::DifferentValue { key, actual: actual_value, expected: expected_value })
+                    differences.push(ArgumentDifference::DifferentValue {
+                        key,
+                        actual: actual_value,
+                        expected: expected_value,
+                    });
                 }
-                Some(_) => None,
+                Some(_) => {}
             }
-        });
-    expected_side.chain(actual_side)
+        }
+    }
+    differences
 }
 
 /// Structural JSON equality: object key order does not matter (serde_json maps
@@ -1153,14 +1146,17 @@ mod tests {
         assert_passes(trajectory(reference, calls, r#"{"arguments": "ignore"}"#));
     }
 
-    /// The default `subset` lets the agent leave expected keys out: it only
-    /// refuses keys and values the reference does not have.
+    /// The default `superset` makes the agent pass every expected argument
+    /// and lets it add its own.
     #[test]
-    fn default_argument_mode_is_subset_when_the_trajectory_carries_arguments() {
+    fn default_argument_mode_is_superset_when_the_trajectory_carries_arguments() {
         let reference = json!([{"name": "page_on_call", "args": {"clinic_id": "clinic_482"}}]);
-        assert_passes(trajectory(reference.clone(), json!([{"name": "page_on_call", "args": {}}]), "{}"));
+        assert_fails(
+            trajectory(reference.clone(), json!([{"name": "page_on_call", "args": {}}]), "{}"),
+            &["clinic_id"],
+        );
         let extra = json!([{"name": "page_on_call", "args": {"clinic_id": "clinic_482", "note": "fever"}}]);
-        assert_fails(trajectory(reference, extra, "{}"), &["has note"]);
+        assert_passes(trajectory(reference, extra, "{}"));
     }
 
     #[test]
