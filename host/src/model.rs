@@ -411,7 +411,7 @@ mod tests {
             ),
             (
                 r#"{"inputs": {"messages": [{"role": "user", "content": "x"}]}, "colour": 1}"#,
-                "$",
+                "colour",
                 "unknown field `colour`",
             ),
             (r#"{"inputs": {"messages": [{"role": "user", "content": "x"}]}"#, "$", "EOF"),

@@ -126,3 +126,52 @@ fn help_is_everywhere() {
         assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"), "{arguments:?}");
     }
 }
+
+#[test]
+fn dataset_commands_talk_to_the_server() {
+    let server = crate::server::TestServer::start();
+    let directory = tempfile::tempdir().unwrap();
+    let file = directory.path().join("golden.jsonl");
+    let lines: String =
+        (0..3).map(|index| crate::server::example(&format!("e{index}"), "p0", "x").to_string() + "\n").collect();
+    std::fs::write(&file, lines).unwrap();
+    let file = file.display().to_string();
+    let client = |arguments: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_assay-under-test"))
+            .args(arguments)
+            .env("ASSAY_URL", &server.base)
+            .env("ASSAY_TOKEN", &server.admin_token)
+            .output()
+            .unwrap()
+    };
+    assert!(client(&["dataset", "create", "golden", "--description", "demo"]).status.success());
+    let imported = client(&["dataset", "import", "golden", &file, "--note", "seed"]);
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+    assert!(
+        String::from_utf8_lossy(&imported.stdout).starts_with("golden@1: 3 examples"),
+        "{}",
+        String::from_utf8_lossy(&imported.stdout)
+    );
+    let listed = json(&client(&["dataset", "list", "--json"]));
+    assert_eq!(listed["datasets"][0]["example_count"], 3);
+    assert!(client(&["dataset", "tag", "golden", "v1.0", "1"]).status.success());
+    let bad = directory.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"inputs": {"messages": [{"role": "user", "content": "x"}]}, "metadata": {"severity": "p5"}}"#,
+    )
+    .unwrap();
+    let refused = client(&["example", "add", "golden", &bad.display().to_string()]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("metadata.severity"));
+    let exported = client(&["dataset", "export", "golden@v1.0"]);
+    assert_eq!(String::from_utf8_lossy(&exported.stdout).lines().count(), 3);
+    let history = client(&["dataset", "history", "golden"]);
+    assert!(String::from_utf8_lossy(&history.stdout).contains("seed"));
+    let unreachable = Command::new(env!("CARGO_BIN_EXE_assay-under-test"))
+        .args(["dataset", "list", "--server", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("could not reach"));
+}

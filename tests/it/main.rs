@@ -2,7 +2,9 @@
 //! `tests/graders/`, the real runtime, the real `assay` binary.
 
 mod cli;
+mod durability;
 mod loading;
 mod reference_graders;
 mod sandbox;
+mod server;
 mod support;

@@ -1,7 +1,12 @@
 //! The `assay` command line: one file per subcommand.
 
+mod client;
+mod dataset;
+mod example;
 mod grade;
 mod graders;
+mod serve;
+mod token;
 
 use crate::runtime::{Limits, LoadedGrader, Runtime, RuntimeConfig};
 use anyhow::Context as _;
@@ -28,6 +33,14 @@ pub enum Command {
     Grade(grade::GradeArgs),
     /// List the reference graders built into this binary, with their metadata.
     Graders(graders::GradersArgs),
+    /// Run the server: the HTTP API on the embedded store.
+    Serve(serve::ServeArgs),
+    /// Make bearer tokens.
+    Token(token::TokenArgs),
+    /// Versioned datasets on a server.
+    Dataset(dataset::DatasetArgs),
+    /// Single examples of a dataset on a server.
+    Example(example::ExampleArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -35,12 +48,21 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Grade(arguments) => grade::run(arguments),
         Command::Graders(arguments) => graders::run(arguments),
+        Command::Serve(arguments) => serve::run(arguments),
+        Command::Token(arguments) => token::run(arguments),
+        Command::Dataset(arguments) => dataset::run(arguments),
+        Command::Example(arguments) => example::run(arguments),
     };
     match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(EXIT_USAGE)
+            // A refusal by the server is a verdict (1); anything else is usage or infrastructure (2).
+            if error.downcast_ref::<client::Refused>().is_some() {
+                ExitCode::from(EXIT_FAILED)
+            } else {
+                ExitCode::from(EXIT_USAGE)
+            }
         }
     }
 }
@@ -100,4 +122,15 @@ pub fn load_grader(runtime: &Runtime, grader: &str) -> anyhow::Result<LoadedGrad
         }
     };
     runtime.load(&bytes).with_context(|| format!("grader {grader} was refused"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }
