@@ -91,3 +91,58 @@ fn acknowledged_commits_survive_kill_9() {
     restarted.kill().unwrap();
     restarted.wait().unwrap();
 }
+
+/// Starts the real binary with authentication and returns it with its stderr lines so far.
+fn spawn_authenticated(data: &std::path::Path) -> (Child, String, Vec<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_assay-under-test"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the server starts");
+    let mut lines = Vec::new();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "the server stopped early: {lines:?}");
+        let done = line.contains("serving ");
+        lines.push(line.trim_end().to_owned());
+        if done {
+            break;
+        }
+    }
+    let base = lines.last().unwrap().split("serving ").nth(1).unwrap().split_whitespace().next().unwrap().to_owned();
+    (child, base, lines)
+}
+
+#[test]
+fn the_first_start_prints_one_admin_token() {
+    let directory = tempfile::tempdir().unwrap();
+    let (mut first, base, lines) = spawn_authenticated(directory.path());
+    let token = lines.iter().find_map(|line| line.trim().strip_prefix("assay_")).map(|rest| format!("assay_{rest}"));
+    let token = token.unwrap_or_else(|| panic!("no token printed: {lines:?}"));
+    let whoami = call("GET", &format!("{base}/api/v1/whoami"), Some(&token), None);
+    assert_eq!(whoami.body["role"], "admin", "{}", whoami.text);
+    assert_eq!(call("GET", &format!("{base}/api/v1/datasets"), None, None).status, 401);
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let (mut second, base, lines) = spawn_authenticated(directory.path());
+    assert!(!lines.iter().any(|line| line.contains("assay_")), "a second token was printed: {lines:?}");
+    assert_eq!(call("GET", &format!("{base}/api/v1/whoami"), Some(&token), None).status, 200);
+    second.kill().unwrap();
+    second.wait().unwrap();
+}
+
+#[test]
+fn dev_mode_is_refused_off_loopback() {
+    let directory = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_assay-under-test"))
+        .args(["serve", "--dev", "--addr", "0.0.0.0:0", "--data"])
+        .arg(directory.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("only allowed on a loopback address"));
+}

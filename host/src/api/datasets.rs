@@ -3,7 +3,7 @@
 use super::auth::Caller;
 use super::{ApiError, AppState};
 use crate::model::Example;
-use crate::store::{Change, Commit, DatasetKind, ExampleFilter, NewDataset, Role};
+use crate::store::{Change, Commit, DatasetKind, DatasetSchema, ExampleFilter, NewDataset, Role};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection, StringRejection};
 use axum::extract::{Path, Query, State};
@@ -29,6 +29,9 @@ pub struct CreateDataset {
     description: String,
     #[serde(default = "golden")]
     kind: DatasetKind,
+    /// `{"inputs": <JSON Schema>, "outputs": <JSON Schema>}`, either optional.
+    #[serde(default)]
+    schema: DatasetSchema,
 }
 
 fn golden() -> DatasetKind {
@@ -46,6 +49,7 @@ pub async fn create(
         name: request.name,
         description: request.description,
         kind: request.kind,
+        schema: request.schema,
     })?;
     Ok((StatusCode::CREATED, Json(dataset)))
 }

@@ -11,7 +11,13 @@ pub const OPERATIONS: &[(&str, &str, &str, &str, Body)] = &[
     ("post", "/api/v1/tokens", "admin", "Create a token for a role (the secret is returned once)", Body::Json),
     ("get", "/api/v1/whoami", "any", "The calling token's name and role", Body::None),
     ("get", "/api/v1/datasets", "engineer, annotator, publisher", "List datasets", Body::None),
-    ("post", "/api/v1/datasets", "engineer", "Create a dataset {name, description, kind: golden|drift}", Body::Json),
+    (
+        "post",
+        "/api/v1/datasets",
+        "engineer",
+        "Create a dataset {name, description, kind: golden|drift, schema: {inputs, outputs}} (optional JSON Schemas checked on every example)",
+        Body::Json,
+    ),
     (
         "get",
         "/api/v1/datasets/{reference}",

@@ -25,6 +25,10 @@ enum DatasetCommand {
         /// golden (curated, pinned in CI) or drift (refreshed from production).
         #[arg(long, default_value = "golden")]
         kind: String,
+        /// A JSON file `{"inputs": <JSON Schema>, "outputs": <JSON Schema>}`
+        /// (either optional): examples must also pass these schemas.
+        #[arg(long, value_name = "FILE.json")]
+        schema: Option<PathBuf>,
     },
     /// List datasets.
     List,
@@ -63,12 +67,12 @@ pub fn run(arguments: DatasetArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&arguments.client);
     let json_output = arguments.client.json;
     match arguments.command {
-        DatasetCommand::Create { name, description, kind } => {
-            let dataset = client.send_json(
-                "POST",
-                "/api/v1/datasets",
-                &json!({"name": name, "description": description, "kind": kind}),
-            )?;
+        DatasetCommand::Create { name, description, kind, schema } => {
+            let mut body = json!({"name": name, "description": description, "kind": kind});
+            if let Some(path) = schema {
+                body["schema"] = read_schema_file(&path)?;
+            }
+            let dataset = client.send_json("POST", "/api/v1/datasets", &body)?;
             print(json_output, &dataset, || {
                 format!(
                     "created {} ({})",
@@ -219,6 +223,20 @@ pub fn run(arguments: DatasetArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a `--schema` file: a JSON object with `inputs` and/or `outputs`.
+/// The server checks its keys and the schemas themselves.
+fn read_schema_file(path: &std::path::Path) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))?;
+    let schema: Value = serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let Some(object) = schema.as_object() else {
+        anyhow::bail!("{} must hold a JSON object {{\"inputs\": ..., \"outputs\": ...}}", path.display());
+    };
+    if object.is_empty() {
+        anyhow::bail!("{} holds no schema; give \"inputs\" and/or \"outputs\"", path.display());
+    }
+    Ok(schema)
 }
 
 /// Prints JSON or the human form.

@@ -19,7 +19,13 @@ pub struct ServeArgs {
     /// Run without authentication (every request is an admin). Loopback addresses only.
     #[arg(long)]
     dev: bool,
+    /// Seed the demo golden dataset `triage-golden` (after-hours medical triage) if it is missing.
+    #[arg(long)]
+    demo: bool,
 }
+
+/// The demo golden dataset: after-hours triage examples across severities and personas.
+const DEMO_DATASET: &str = include_str!("../../demo/triage-golden.jsonl");
 
 pub fn run(arguments: ServeArgs) -> anyhow::Result<ExitCode> {
     if arguments.dev && !arguments.addr.ip().is_loopback() {
@@ -30,6 +36,9 @@ pub fn run(arguments: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let store = Store::open(&arguments.data)
         .with_context(|| format!("could not open the store in {}", arguments.data.display()))?;
+    if arguments.demo {
+        seed_demo(&store)?;
+    }
     let auth = if arguments.dev {
         eprintln!("WARNING: --dev: authentication is OFF; every request acts as an admin. Never expose this server.");
         AuthMode::Development
@@ -57,6 +66,25 @@ pub fn run(arguments: ServeArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn seed_demo(store: &Store) -> anyhow::Result<()> {
+    use crate::store::{DatasetKind, NewDataset, StoreError};
+    match store.dataset("triage-golden") {
+        Ok(_) => return Ok(()),
+        Err(StoreError::NotFound { .. }) => {}
+        Err(error) => return Err(error.into()),
+    }
+    store.create_dataset(NewDataset {
+        name: "triage-golden".into(),
+        description: "Demo: an after-hours medical triage voice agent".into(),
+        kind: DatasetKind::Golden,
+        schema: Default::default(),
+    })?;
+    let version = store.import("triage-golden", DEMO_DATASET, "assay serve --demo", "demo golden dataset")?;
+    store.set_tag("triage-golden", "v1.0", version.version, "assay serve --demo")?;
+    eprintln!("seeded demo dataset triage-golden@v1.0 ({} examples)", version.example_count);
+    Ok(())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -82,13 +82,23 @@ pub struct RuntimeConfig {
     pub pooling: bool,
     /// Instances that may be alive at once with the pooling allocator.
     pub instances_max: u32,
+    /// With the pooling allocator: linear memory kept mapped between
+    /// instances and reset with memset instead of being returned to the
+    /// kernel, which saves page faults on every fresh instance.
+    pub memory_keep_resident_bytes: usize,
     /// Where precompiled components are kept; `None` compiles in memory only.
     pub cache_directory: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> RuntimeConfig {
-        RuntimeConfig { limits: Limits::default(), pooling: true, instances_max: 256, cache_directory: None }
+        RuntimeConfig {
+            limits: Limits::default(),
+            pooling: true,
+            instances_max: 256,
+            memory_keep_resident_bytes: 4 << 20,
+            cache_directory: None,
+        }
     }
 }
 
@@ -268,6 +278,8 @@ impl Runtime {
             pool.max_tables_per_component(16);
             pool.max_core_instances_per_component(16);
             pool.max_memory_size(config.limits.memory_bytes_max);
+            pool.linear_memory_keep_resident(config.memory_keep_resident_bytes);
+            pool.table_keep_resident(config.memory_keep_resident_bytes.min(1 << 20));
             engine_config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         }
         let engine = Engine::new(&engine_config).map_err(|error| RuntimeError::Engine(format!("{error:#}")))?;

@@ -50,7 +50,7 @@ pub use clock::new_example_id;
 pub use tokens::{NewToken, Role, TokenInfo};
 pub use validation::{
     AUTHOR_BYTES_MAX, CHANGES_PER_COMMIT_MAX, DATASET_NAME_BYTES_MAX, DESCRIPTION_BYTES_MAX, FIELD_ERRORS_MAX,
-    NOTE_BYTES_MAX, TAG_NAME_BYTES_MAX,
+    NOTE_BYTES_MAX, SCHEMA_BYTES_MAX, TAG_NAME_BYTES_MAX,
 };
 
 use crate::model::{Example, FieldError};
@@ -64,7 +64,7 @@ use std::collections::hash_map::Entry;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
-use validation::Selector;
+use validation::{SchemaValidators, Selector};
 
 /// A handle on the dataset store. Cloning is cheap; clones share one database
 /// and may be used from many threads at once.
@@ -115,6 +115,21 @@ pub struct NewDataset {
     pub name: String,
     pub description: String,
     pub kind: DatasetKind,
+    /// JSON Schemas every example's inputs and outputs must also pass.
+    pub schema: DatasetSchema,
+}
+
+/// A dataset's own JSON Schemas, checked on top of the built-in example
+/// validation: `inputs` against the example's `inputs` object, `outputs`
+/// against its `outputs` object. Either may be absent (no extra check).
+/// Fixed at creation; external `$ref`s (files, URLs) are not resolved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSchema {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<serde_json::Value>,
 }
 
 /// A dataset and the state of its latest version.
@@ -123,6 +138,9 @@ pub struct Dataset {
     pub name: String,
     pub description: String,
     pub kind: DatasetKind,
+    /// The dataset's own JSON Schemas (`{}` when it has none).
+    #[serde(default)]
+    pub schema: DatasetSchema,
     /// RFC 3339 UTC.
     pub created_at: String,
     pub latest_version: u64,
@@ -329,6 +347,7 @@ impl Store {
             errors.push(FieldError { field: "name".into(), reason });
         }
         validation::text_problems("description", &new.description, false, DESCRIPTION_BYTES_MAX, &mut errors);
+        errors.extend(validation::schema_problems(&new.schema));
         if !errors.is_empty() {
             return Err(StoreError::Invalid(errors));
         }
@@ -337,6 +356,7 @@ impl Store {
             name: new.name,
             description: new.description,
             kind: new.kind,
+            schema: new.schema,
             created_at: created_at.clone(),
         };
         let empty = VersionInfo {
@@ -384,24 +404,24 @@ impl Store {
     /// One dataset and the state of its latest version.
     pub fn dataset(&self, name: &str) -> Result<Dataset, StoreError> {
         let latest = self.latest_version(name)?;
-        let record: DatasetRecord = match self.trees.datasets.get(name.as_bytes())? {
-            Some(bytes) => layout::decode_json(&bytes, "dataset record")?,
-            None => return Err(StoreError::Storage(format!("dataset `{name}` has versions but no record"))),
-        };
+        let record = self.dataset_record(name)?;
         let info = self.version_info(name, latest)?;
         Ok(record.into_dataset(&info))
     }
 
     /// Applies `commit` atomically, creating the next version.
     ///
-    /// Every example is validated first and all refusals are reported
-    /// together; their fields are prefixed `changes[i].` when the commit holds
-    /// more than one change. Then, inside one transaction: an `Add` of an
-    /// existing id is a `Conflict`, an `Edit` or `Delete` of a missing id is
-    /// `NotFound`, and either leaves the dataset untouched. An edit to
-    /// identical content still creates a version, with nothing modified.
+    /// Every example is validated first — by the built-in rules, then against
+    /// the dataset's own schemas, compiled once per commit — and all refusals
+    /// are reported together; their fields are prefixed `changes[i].` when the
+    /// commit holds more than one change. Then, inside one transaction: an
+    /// `Add` of an existing id is a `Conflict`, an `Edit` or `Delete` of a
+    /// missing id is `NotFound`, and either leaves the dataset untouched. An
+    /// edit to identical content still creates a version, with nothing
+    /// modified.
     pub fn commit(&self, name: &str, commit: Commit) -> Result<VersionInfo, StoreError> {
         self.latest_version(name)?;
+        let validators = self.schema_validators(name)?;
         let Commit { author, note, changes } = commit;
         let mut errors = Vec::new();
         commit_text_problems(&author, &note, &mut errors);
@@ -413,7 +433,7 @@ impl Store {
         let single_change = changes.len() == 1;
         let mut prepared = Vec::with_capacity(changes.len());
         for (index, change) in changes.into_iter().enumerate() {
-            match prepare_change(change) {
+            match prepare_change(change, &validators) {
                 Ok(change) => prepared.push(change),
                 Err(change_errors) => errors.extend(change_errors.into_iter().map(|error| FieldError {
                     field: if single_change { error.field } else { format!("changes[{index}].{}", error.field) },
@@ -429,10 +449,13 @@ impl Store {
 
     /// Imports JSON Lines as one commit: a line whose id exists in the latest
     /// version edits that example, any other line adds one. Blank lines are
-    /// skipped. If any line is bad nothing is written, and every bad line is
-    /// reported as `line N: field` (up to [`FIELD_ERRORS_MAX`] errors).
+    /// skipped. Every line is validated like a committed example (the
+    /// dataset's schemas compiled once for the whole import). If any line is
+    /// bad nothing is written, and every bad line is reported as
+    /// `line N: field` (up to [`FIELD_ERRORS_MAX`] errors).
     pub fn import(&self, name: &str, jsonl: &str, author: &str, note: &str) -> Result<VersionInfo, StoreError> {
         self.latest_version(name)?;
+        let validators = self.schema_validators(name)?;
         let mut errors = Vec::new();
         commit_text_problems(author, note, &mut errors);
         let mut prepared = Vec::new();
@@ -470,8 +493,9 @@ impl Store {
                 line_of_id.insert(id.clone(), line_number);
             }
             let change = match example.id.clone() {
-                Some(id) => prepare_body(&id, &example).map(|body| PreparedChange { id, action: Action::Upsert(body) }),
-                None => prepare_change(Change::Add(example)),
+                Some(id) => prepare_body(&id, &example, &validators)
+                    .map(|body| PreparedChange { id, action: Action::Upsert(body) }),
+                None => prepare_change(Change::Add(example), &validators),
             };
             match change {
                 Ok(change) => prepared.push(change),
@@ -736,6 +760,9 @@ struct DatasetRecord {
     name: String,
     description: String,
     kind: DatasetKind,
+    /// Absent from records written before datasets had schemas: no schema.
+    #[serde(default)]
+    schema: DatasetSchema,
     created_at: String,
 }
 
@@ -745,6 +772,7 @@ impl DatasetRecord {
             name: self.name,
             description: self.description,
             kind: self.kind,
+            schema: self.schema,
             created_at: self.created_at,
             latest_version: latest.version,
             example_count: latest.example_count,
@@ -929,6 +957,23 @@ impl Store {
         Ok(info)
     }
 
+    /// The stored record of a dataset known to exist.
+    fn dataset_record(&self, name: &str) -> Result<DatasetRecord, StoreError> {
+        match self.trees.datasets.get(name.as_bytes())? {
+            Some(bytes) => layout::decode_json(&bytes, "dataset record"),
+            None => Err(StoreError::Storage(format!("dataset `{name}` has versions but no record"))),
+        }
+    }
+
+    /// The dataset's schemas, compiled for one commit or import. A dataset's
+    /// schemas never change, so reading them outside the commit's
+    /// transaction is safe.
+    fn schema_validators(&self, name: &str) -> Result<SchemaValidators, StoreError> {
+        let record = self.dataset_record(name)?;
+        SchemaValidators::compile(&record.schema)
+            .map_err(|error| StoreError::Storage(format!("the stored schema of dataset `{name}` {error}")))
+    }
+
     /// The dataset's latest version, or `NotFound` if there is no such dataset.
     fn latest_version(&self, name: &str) -> Result<u64, StoreError> {
         // Names are checked first so that no lookup ever sees a zero byte
@@ -997,11 +1042,11 @@ fn live_at(history: &[(u64, sled::IVec)], version: u64) -> Result<Option<LiveExa
     })
 }
 
-fn prepare_change(change: Change) -> Result<PreparedChange, Vec<FieldError>> {
+fn prepare_change(change: Change, validators: &SchemaValidators) -> Result<PreparedChange, Vec<FieldError>> {
     match change {
         Change::Add(example) => {
             let id = example.id.clone().unwrap_or_else(clock::new_example_id);
-            let body = prepare_body(&id, &example)?;
+            let body = prepare_body(&id, &example, validators)?;
             Ok(PreparedChange { id, action: Action::Add(body) })
         }
         Change::Edit { id, example } => {
@@ -1013,7 +1058,7 @@ fn prepare_change(change: Change) -> Result<PreparedChange, Vec<FieldError>> {
                     reason: format!("the example's id {inner:?} differs from the edited id {id:?}"),
                 }]);
             }
-            let body = prepare_body(&id, &example)?;
+            let body = prepare_body(&id, &example, validators)?;
             Ok(PreparedChange { id, action: Action::Edit(body) })
         }
         Change::Delete { id } => match validation::example_id_problem(&id) {
@@ -1023,14 +1068,16 @@ fn prepare_change(change: Change) -> Result<PreparedChange, Vec<FieldError>> {
     }
 }
 
-/// Validates an example and computes its canonical body and hash.
-fn prepare_body(id: &str, example: &Example) -> Result<PreparedBody, Vec<FieldError>> {
+/// Validates an example (built-in rules, then the dataset's schemas) and
+/// computes its canonical body and hash.
+fn prepare_body(id: &str, example: &Example, validators: &SchemaValidators) -> Result<PreparedBody, Vec<FieldError>> {
     let mut errors = example.validate().err().unwrap_or_default();
     if let Some(reason) = validation::example_id_problem(id)
         && !errors.iter().any(|error| error.field == "id")
     {
         errors.push(FieldError { field: "id".into(), reason });
     }
+    validators.check(example, &mut errors);
     if !errors.is_empty() {
         return Err(errors);
     }

@@ -28,7 +28,12 @@ fn fixture() -> Fixture {
 
 fn golden(store: &Store, name: &str) -> Dataset {
     store
-        .create_dataset(NewDataset { name: name.into(), description: "test".into(), kind: DatasetKind::Golden })
+        .create_dataset(NewDataset {
+            name: name.into(),
+            description: "test".into(),
+            kind: DatasetKind::Golden,
+            schema: DatasetSchema::default(),
+        })
         .expect("dataset created")
 }
 
@@ -109,7 +114,12 @@ fn creates_and_lists_datasets() {
     assert_eq!(created.latest_version, 0);
     assert_eq!(created.example_count, 0);
     store
-        .create_dataset(NewDataset { name: "drift.v2".into(), description: String::new(), kind: DatasetKind::Drift })
+        .create_dataset(NewDataset {
+            name: "drift.v2".into(),
+            description: String::new(),
+            kind: DatasetKind::Drift,
+            schema: DatasetSchema::default(),
+        })
         .expect("second dataset");
     let names: Vec<String> = store.list_datasets().expect("lists").into_iter().map(|dataset| dataset.name).collect();
     assert_eq!(names, ["drift.v2", "voice-agent-golden"]);
@@ -119,6 +129,7 @@ fn creates_and_lists_datasets() {
         name: "voice-agent-golden".into(),
         description: String::new(),
         kind: DatasetKind::Drift,
+        schema: DatasetSchema::default(),
     });
     assert!(matches!(duplicate, Err(StoreError::Conflict(_))), "{duplicate:?}");
     for bad in ["", "Upper", "-x", "a b", "a\0b"] {
@@ -126,12 +137,17 @@ fn creates_and_lists_datasets() {
             name: bad.into(),
             description: String::new(),
             kind: DatasetKind::Golden,
+            schema: DatasetSchema::default(),
         });
         assert!(field_errors(refused.expect_err(bad)).iter().any(|error| error.starts_with("name:")), "{bad:?}");
     }
     let too_long = "d".repeat(DESCRIPTION_BYTES_MAX + 1);
-    let refused =
-        store.create_dataset(NewDataset { name: "x".into(), description: too_long, kind: DatasetKind::Golden });
+    let refused = store.create_dataset(NewDataset {
+        name: "x".into(),
+        description: too_long,
+        kind: DatasetKind::Golden,
+        schema: DatasetSchema::default(),
+    });
     assert!(field_errors(refused.expect_err("long description"))[0].starts_with("description:"));
     assert!(matches!(store.dataset("missing"), Err(StoreError::NotFound { .. })));
 
@@ -676,4 +692,204 @@ fn refuses_a_store_written_in_another_layout() {
     }
     let error = Store::open(directory.path()).expect_err("refused");
     assert!(matches!(error, StoreError::Storage(ref message) if message.contains("layout")), "{error:?}");
+}
+
+/// Inputs need an integer `context.clinic_id`; outputs a string `reference`.
+fn triage_schema() -> DatasetSchema {
+    DatasetSchema {
+        inputs: Some(json!({
+            "type": "object",
+            "required": ["context"],
+            "properties": {"context": {
+                "type": "object",
+                "required": ["clinic_id"],
+                "properties": {"clinic_id": {"type": "integer"}}
+            }}
+        })),
+        outputs: Some(
+            json!({"type": "object", "required": ["reference"], "properties": {"reference": {"type": "string"}}}),
+        ),
+    }
+}
+
+fn with_schema(store: &Store, name: &str, schema: DatasetSchema) -> Result<Dataset, StoreError> {
+    store.create_dataset(NewDataset {
+        name: name.into(),
+        description: String::new(),
+        kind: DatasetKind::Golden,
+        schema,
+    })
+}
+
+/// A valid example with the given id, `context.clinic_id` and reference.
+fn clinic_example(id: &str, clinic_id: serde_json::Value, reference: Option<&str>) -> Example {
+    let mut value = json!({
+        "id": id,
+        "inputs": {"messages": [{"role": "user", "content": "Is the clinic open?"}], "context": {"clinic_id": clinic_id}},
+        "outputs": {},
+    });
+    if let Some(reference) = reference {
+        value["outputs"]["reference"] = json!(reference);
+    }
+    Example::from_json(&value.to_string()).expect("built-in validation passes")
+}
+
+#[test]
+fn schema_violations_are_refused_in_commits() {
+    let Fixture { store, .. } = fixture();
+    let created = with_schema(&store, "triage", triage_schema()).expect("created");
+    assert_eq!(created.schema, triage_schema());
+    let keys_before = key_count(&store);
+
+    // The issue's own example: clinic_id is a string.
+    let triage = Example::from_json(TRIAGE).expect("valid without a schema");
+    let errors = field_errors(store.commit("triage", commit_of(vec![Change::Add(triage)])).expect_err("refused"));
+    assert_eq!(errors, [r#"inputs.context.clinic_id: "clinic_482" is not of type "integer""#]);
+
+    // Outputs are checked too; with several changes every refusal is listed under its change.
+    let changes = vec![
+        Change::Add(clinic_example("ok", json!(482), Some("paging now"))),
+        Change::Add(clinic_example("no-reference", json!(482), None)),
+        Change::Add(clinic_example("both", json!("x"), None)),
+    ];
+    let errors = field_errors(store.commit("triage", commit_of(changes)).expect_err("refused"));
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(errors[0].starts_with("changes[1].outputs: ") && errors[0].contains("reference"), "{errors:?}");
+    assert!(errors[1].starts_with("changes[2].inputs.context.clinic_id: "), "{errors:?}");
+    assert!(errors[2].starts_with("changes[2].outputs: "), "{errors:?}");
+
+    // Built-in errors and schema errors are reported together.
+    let mut both = clinic_example("bad-severity", json!("x"), Some("ok"));
+    both.metadata.insert("severity".into(), json!("p9"));
+    let errors = field_errors(store.commit("triage", commit_of(vec![Change::Add(both)])).expect_err("refused"));
+    assert!(errors.iter().any(|error| error.starts_with("metadata.severity:")), "{errors:?}");
+    assert!(errors.iter().any(|error| error.starts_with("inputs.context.clinic_id:")), "{errors:?}");
+    assert_eq!(key_count(&store), keys_before, "a refused commit leaves no trace");
+    assert_eq!(store.dataset("triage").expect("exists").latest_version, 0);
+
+    // Conforming examples commit; edits are checked as well.
+    let v1 = store
+        .commit("triage", commit_of(vec![Change::Add(clinic_example("a", json!(482), Some("paging now")))]))
+        .expect("conforming example commits");
+    assert_eq!((v1.version, v1.example_count), (1, 1));
+    let edit = Change::Edit { id: "a".into(), example: clinic_example("a", json!("482"), Some("paging now")) };
+    let errors = field_errors(store.commit("triage", commit_of(vec![edit])).expect_err("refused"));
+    assert_eq!(errors, [r#"inputs.context.clinic_id: "482" is not of type "integer""#]);
+    store.commit("triage", commit_of(vec![Change::Delete { id: "a".into() }])).expect("deletes need no schema");
+
+    // A dataset without a schema takes the same example.
+    golden(&store, "plain");
+    store.commit("plain", commit_of(vec![Change::Add(Example::from_json(TRIAGE).expect("valid"))])).expect("commits");
+}
+
+#[test]
+fn schema_violations_in_an_import_name_their_lines_and_write_nothing() {
+    let Fixture { store, .. } = fixture();
+    with_schema(&store, "triage", triage_schema()).expect("created");
+    let keys_before = key_count(&store);
+    let line = |example: Example| serde_json::to_string(&example).expect("encodes");
+    let jsonl = [
+        line(clinic_example("ok-1", json!(1), Some("fine"))),
+        TRIAGE.replace('\n', " "),
+        line(clinic_example("ok-3", json!(3), Some("fine"))),
+        line(clinic_example("no-reference", json!(4), None)),
+        r#"{"id": "bad-5", "inputs": {"messages": []}}"#.to_owned(),
+    ]
+    .join("\n");
+    let errors = field_errors(store.import("triage", &jsonl, "tester", "bad").expect_err("refused"));
+    assert!(
+        errors.contains(&r#"line 2: inputs.context.clinic_id: "clinic_482" is not of type "integer""#.to_owned()),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|error| error.starts_with("line 4: outputs: ") && error.contains("reference")),
+        "{errors:?}"
+    );
+    assert!(errors.iter().any(|error| error.starts_with("line 5: inputs.messages:")), "{errors:?}");
+    assert!(!errors.iter().any(|error| error.starts_with("line 1:") || error.starts_with("line 3:")), "{errors:?}");
+    assert_eq!(store.dataset("triage").expect("exists").latest_version, 0);
+    assert_eq!(key_count(&store), keys_before, "a refused import leaves no trace");
+
+    let good =
+        [line(clinic_example("ok-1", json!(1), Some("fine"))), line(clinic_example("ok-2", json!(2), Some("x")))];
+    let info = store.import("triage", &good.join("\n"), "tester", "good").expect("conforming lines import");
+    assert_eq!((info.version, info.example_count), (1, 2));
+}
+
+#[test]
+fn invalid_schemas_are_refused_at_creation() {
+    let Fixture { store, .. } = fixture();
+    let cases = [
+        (DatasetSchema { inputs: Some(json!({"type": "integre"})), outputs: None }, "schema.inputs: "),
+        (DatasetSchema { inputs: None, outputs: Some(json!(5)) }, "schema.outputs: "),
+        (
+            DatasetSchema { inputs: Some(json!({"properties": {"x": {"minimum": "one"}}})), outputs: None },
+            "schema.inputs: ",
+        ),
+        // External references are never fetched, so they cannot compile.
+        (
+            DatasetSchema { inputs: Some(json!({"$ref": "https://example.com/inputs.json"})), outputs: None },
+            "schema.inputs: ",
+        ),
+        (DatasetSchema { inputs: None, outputs: Some(json!({"$ref": "file:///etc/passwd"})) }, "schema.outputs: "),
+        (DatasetSchema { inputs: Some(json!({"$ref": "#/$defs/missing"})), outputs: None }, "schema.inputs: "),
+    ];
+    for (schema, field) in cases {
+        let errors = field_errors(with_schema(&store, "triage", schema.clone()).expect_err("refused"));
+        assert_eq!(errors.len(), 1, "{schema:?}: {errors:?}");
+        assert!(
+            errors[0].starts_with(field) && errors[0].contains("not a valid JSON Schema"),
+            "{schema:?}: {errors:?}"
+        );
+    }
+    let huge = json!({"enum": vec!["x".repeat(1024); SCHEMA_BYTES_MAX / 1024]});
+    let errors = field_errors(
+        with_schema(&store, "triage", DatasetSchema { inputs: Some(huge), outputs: None }).expect_err("refused"),
+    );
+    assert_eq!(errors, [format!("schema.inputs: must be at most {SCHEMA_BYTES_MAX} bytes")]);
+    assert!(matches!(store.dataset("triage"), Err(StoreError::NotFound { .. })), "a refused dataset is not created");
+
+    // Booleans and an empty object are valid schemas; an internal $ref resolves.
+    let accepted = DatasetSchema {
+        inputs: Some(
+            json!({"$defs": {"id": {"type": "integer"}}, "properties": {"context": {"properties": {"clinic_id": {"$ref": "#/$defs/id"}}}}}),
+        ),
+        outputs: Some(json!(true)),
+    };
+    with_schema(&store, "triage", accepted).expect("created");
+    let errors = field_errors(
+        store
+            .commit("triage", commit_of(vec![Change::Add(clinic_example("a", json!("x"), None))]))
+            .expect_err("refused"),
+    );
+    assert!(errors[0].starts_with("inputs.context.clinic_id: "), "{errors:?}");
+    with_schema(&store, "open", DatasetSchema { inputs: Some(json!({})), outputs: None }).expect("created");
+}
+
+#[test]
+fn schemas_survive_reopening_and_old_records_have_none() {
+    let Fixture { store, directory } = fixture();
+    with_schema(&store, "triage", triage_schema()).expect("created");
+    golden(&store, "plain");
+    drop(store);
+
+    let store = Store::open(directory.path()).expect("reopens");
+    assert_eq!(store.dataset("triage").expect("exists").schema, triage_schema());
+    let listed = store.list_datasets().expect("lists");
+    assert_eq!(
+        listed.iter().map(|dataset| &dataset.schema).collect::<Vec<_>>(),
+        [&DatasetSchema::default(), &triage_schema()]
+    );
+    let triage = Example::from_json(TRIAGE).expect("valid");
+    let errors =
+        field_errors(store.commit("triage", commit_of(vec![Change::Add(triage.clone())])).expect_err("refused"));
+    assert!(errors[0].starts_with("inputs.context.clinic_id: "), "{errors:?}");
+
+    // A record written before datasets had schemas reads as having none.
+    let old_record =
+        json!({"name": "plain", "description": "old", "kind": "golden", "created_at": "2025-01-01T00:00:00Z"});
+    store.trees.datasets.insert("plain", old_record.to_string().as_bytes()).expect("overwrite");
+    let plain = store.dataset("plain").expect("an old record reads");
+    assert_eq!((plain.description.as_str(), plain.schema), ("old", DatasetSchema::default()));
+    store.commit("plain", commit_of(vec![Change::Add(triage)])).expect("no schema, no extra check");
 }

@@ -1,7 +1,11 @@
-//! Rules for names, texts and references, and the limits of the store.
+//! Rules for names, texts, references and dataset schemas, and the limits
+//! of the store. The only code that knows `jsonschema`.
 
-use super::StoreError;
-use crate::model::FieldError;
+use super::{DatasetSchema, StoreError};
+use crate::model::{Example, FieldError};
+use jsonschema::error::ValidationErrorKind;
+use jsonschema::paths::{Location, LocationSegment};
+use serde_json::Value;
 
 /// Longest dataset name, in bytes.
 pub const DATASET_NAME_BYTES_MAX: usize = 128;
@@ -18,6 +22,11 @@ pub const DESCRIPTION_BYTES_MAX: usize = 4 * 1024;
 pub const CHANGES_PER_COMMIT_MAX: usize = 100_000;
 /// Most field errors one refusal lists; the rest are counted, not listed.
 pub const FIELD_ERRORS_MAX: usize = 1_000;
+/// Longest JSON Schema of a dataset's inputs or outputs, as compact JSON, in bytes.
+pub const SCHEMA_BYTES_MAX: usize = 256 * 1024;
+/// Longest reason given for one schema violation: the validator quotes the
+/// offending value, which may be large.
+const SCHEMA_REASON_BYTES_MAX: usize = 512;
 
 /// What part of a dataset a reference points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +85,113 @@ pub(super) fn text_problems(field: &str, text: &str, required: bool, bytes_max: 
     }
 }
 
+/// The errors of a dataset's schemas: too large, or not a JSON Schema this
+/// build compiles (malformed, or with a `$ref` it cannot resolve: files and
+/// URLs are never fetched). Fields `schema.inputs`, `schema.outputs`.
+pub(super) fn schema_problems(schema: &DatasetSchema) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for (part, schema) in [("inputs", &schema.inputs), ("outputs", &schema.outputs)] {
+        let Some(schema) = schema else { continue };
+        let field = format!("schema.{part}");
+        let size = serde_json::to_vec(schema).map_or(usize::MAX, |bytes| bytes.len());
+        if size > SCHEMA_BYTES_MAX {
+            errors.push(FieldError { field, reason: format!("must be at most {SCHEMA_BYTES_MAX} bytes") });
+        } else if let Err(error) = jsonschema::validator_for(schema) {
+            let reason = match error.instance_path() {
+                _ if matches!(error.kind(), ValidationErrorKind::Referencing(_)) => format!(
+                    "is not a valid JSON Schema: a $ref does not resolve (only references within the schema do; \
+                     files and URLs are never fetched): {error}"
+                ),
+                path if path.is_empty() => format!("is not a valid JSON Schema: {error}"),
+                path => format!("is not a valid JSON Schema: at {path}: {error}"),
+            };
+            errors.push(FieldError { field, reason: bounded(reason) });
+        }
+    }
+    errors
+}
+
+/// A dataset's schemas, compiled once for a whole commit or import.
+pub(super) struct SchemaValidators {
+    inputs: Option<jsonschema::Validator>,
+    outputs: Option<jsonschema::Validator>,
+}
+
+impl SchemaValidators {
+    /// Compiles the schemas; the error says which one failed, and why.
+    pub(super) fn compile(schema: &DatasetSchema) -> Result<SchemaValidators, String> {
+        let compile = |part: &str, schema: &Option<Value>| {
+            schema
+                .as_ref()
+                .map(jsonschema::validator_for)
+                .transpose()
+                .map_err(|error| format!("for {part} does not compile: {error}"))
+        };
+        Ok(SchemaValidators {
+            inputs: compile("inputs", &schema.inputs)?,
+            outputs: compile("outputs", &schema.outputs)?,
+        })
+    }
+
+    /// Adds every violation of the schemas by `example`, each naming its
+    /// field (`inputs.context.clinic_id`) with the validator's reason.
+    pub(super) fn check(&self, example: &Example, errors: &mut Vec<FieldError>) {
+        if let Some(validator) = &self.inputs {
+            check_part(validator, "inputs", serde_json::to_value(&example.inputs), errors);
+        }
+        if let Some(validator) = &self.outputs {
+            check_part(validator, "outputs", serde_json::to_value(&example.outputs), errors);
+        }
+    }
+}
+
+fn check_part(
+    validator: &jsonschema::Validator,
+    part: &str,
+    value: Result<Value, serde_json::Error>,
+    errors: &mut Vec<FieldError>,
+) {
+    let value = match value {
+        Ok(value) => value,
+        Err(error) => {
+            errors.push(FieldError { field: part.into(), reason: format!("cannot be encoded: {error}") });
+            return;
+        }
+    };
+    for error in validator.iter_errors(&value).take(FIELD_ERRORS_MAX) {
+        errors.push(FieldError { field: field_path(part, error.instance_path()), reason: bounded(error.to_string()) });
+    }
+}
+
+/// `inputs` + `/context/clinic_id` → `inputs.context.clinic_id`; array
+/// indices as `[2]`, like the model's field paths.
+fn field_path(part: &str, location: &Location) -> String {
+    let mut path = part.to_owned();
+    for segment in location.segments() {
+        match segment {
+            LocationSegment::Property(name) => {
+                path.push('.');
+                path.push_str(&name);
+            }
+            LocationSegment::Index(index) => path.push_str(&format!("[{index}]")),
+        }
+    }
+    path
+}
+
+/// Cuts a reason to [`SCHEMA_REASON_BYTES_MAX`] bytes, on a character boundary.
+fn bounded(mut reason: String) -> String {
+    if reason.len() > SCHEMA_REASON_BYTES_MAX {
+        let mut end = SCHEMA_REASON_BYTES_MAX;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push('…');
+    }
+    reason
+}
+
 /// Splits `name`, `name@17`, `name@v3.4` or `name@prod` into its parts.
 pub(super) fn parse_reference(reference: &str) -> Result<(&str, Selector), StoreError> {
     let bad = |reason: String| StoreError::BadReference(format!("bad dataset reference {reference:?}: {reason}"));
@@ -122,6 +238,27 @@ mod tests {
         for bad in ["", "17", "a b", "a@b", "tag/x", &"t".repeat(129)] {
             assert!(tag_name_problem(bad).is_some(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn schema_violations_name_the_field_like_the_model() {
+        let schema = DatasetSchema {
+            inputs: Some(serde_json::json!({
+                "properties": {"messages": {"items": {"properties": {"content": {"maxLength": 10}}}}}
+            })),
+            outputs: Some(serde_json::json!({"properties": {"reference": {"type": "string"}}})),
+        };
+        let validators = SchemaValidators::compile(&schema).expect("compiles");
+        let example = Example::from_json(
+            r#"{"inputs": {"messages": [{"role": "user", "content": "short"}, {"role": "user", "content": "much too long"}]},
+                "outputs": {"reference": {"text": "x"}}}"#,
+        )
+        .expect("valid example");
+        let mut errors = Vec::new();
+        validators.check(&example, &mut errors);
+        let fields: Vec<&str> = errors.iter().map(|error| error.field.as_str()).collect();
+        assert_eq!(fields, ["inputs.messages[1].content", "outputs.reference"], "{errors:?}");
+        assert_eq!(bounded("é".repeat(400)).len(), SCHEMA_REASON_BYTES_MAX + '…'.len_utf8());
     }
 
     #[test]
