@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod eval;
 pub mod graders;
 pub mod model;
 pub mod runtime;

@@ -3,6 +3,7 @@
 
 mod cli;
 mod durability;
+mod eval;
 mod loading;
 mod reference_graders;
 mod sandbox;

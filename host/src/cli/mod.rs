@@ -2,6 +2,7 @@
 
 mod client;
 mod dataset;
+mod eval;
 mod example;
 mod grade;
 mod graders;
@@ -31,6 +32,8 @@ pub struct Cli {
 pub enum Command {
     /// Grade one agent run against one example with one grader.
     Grade(grade::GradeArgs),
+    /// Grade an agent's outputs against a dataset with several graders, summarise, and gate for CI.
+    Eval(eval::EvalArgs),
     /// List the reference graders built into this binary, with their metadata.
     Graders(graders::GradersArgs),
     /// Run the server: the HTTP API on the embedded store.
@@ -47,6 +50,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Grade(arguments) => grade::run(arguments),
+        Command::Eval(arguments) => eval::run(arguments),
         Command::Graders(arguments) => graders::run(arguments),
         Command::Serve(arguments) => serve::run(arguments),
         Command::Token(arguments) => token::run(arguments),

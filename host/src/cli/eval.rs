@@ -1,0 +1,375 @@
+//! `assay eval`: grade an agent's outputs against a golden dataset and gate
+//! on the scores. The offline mode reads both from files and needs no server,
+//! so a CI job gates a pull request with the very graders the server runs.
+
+use super::{EXIT_FAILED, SandboxArgs};
+use crate::eval::gate::metadata_values;
+use crate::eval::junit::junit;
+use crate::eval::markdown::markdown;
+use crate::eval::summary::KeySummary;
+use crate::eval::{
+    Evaluation, Gate, GateResult, GraderPin, LineError, SeverityWeights, Summary, SummaryConfig, inputs,
+};
+use crate::runtime::{GraderCall, Outcome, WIT_WORLD};
+use anyhow::Context as _;
+use clap::Args;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// The graders run when no `--grader` is given.
+pub const DEFAULT_GRADERS: &[&str] = &["must_not_say", "must_call"];
+/// Bytes of the dataset file and of the outputs file.
+pub const INPUT_FILE_BYTES_MAX: u64 = 256 << 20;
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit status: 0 when every gate holds, 1 when a gate fails, 2 on bad input or infrastructure errors.\n\n\
+Example:\n  assay eval --dataset-file golden.jsonl --outputs runs.jsonl \\\n    \
+--gate 'required_tools_called>=0.95' --gate 'severity=p0:policy_violations==1.0' \\\n    \
+--junit report.xml --summary report.md"
+)]
+pub struct EvalArgs {
+    /// The golden dataset: a JSONL file, one example per line, each with a unique `id`.
+    #[arg(long, value_name = "FILE")]
+    dataset_file: PathBuf,
+    /// The agent's outputs: a JSONL file, one agent run per line, matched to its example by `example_id`.
+    /// An example with no run is graded as an agent error.
+    #[arg(long, value_name = "FILE")]
+    outputs: PathBuf,
+    /// A grader to run: a reference grader's name or the path of a component (.wasm). Repeat for several
+    /// [default: must_not_say and must_call].
+    #[arg(long = "grader", value_name = "GRADER")]
+    graders: Vec<String>,
+    /// A grader's configuration as GRADER=JSON, e.g. must_call='{"trajectory": "strict"}'. GRADER is as
+    /// given to --grader, or the grader's name.
+    #[arg(long = "grader-config", value_name = "GRADER=JSON")]
+    grader_configs: Vec<String>,
+    /// A gate, KEY OP NUMBER with OP one of >=, >, <=, <, ==, optionally restricted to a metadata slice:
+    /// 'required_tools_called>=0.95', 'severity=p0:policy_violations==1.0'. The value is the key's mean,
+    /// with grader failures counted as 0. Repeat for several.
+    #[arg(long = "gate", value_name = "GATE")]
+    gates: Vec<String>,
+    /// The weight of a severity in the severity-weighted score, as SEVERITY=WEIGHT. Repeat for several
+    /// [default: p0=5 p1=2 p2=1; others weigh 1].
+    #[arg(long = "severity-weight", value_name = "SEVERITY=WEIGHT")]
+    severity_weights: Vec<String>,
+    /// Write a JUnit XML report here: one test case per example × grader × score key, and one per gate.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Write a Markdown summary here, for a CI step summary or a pull-request comment.
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
+    /// Print the full result as JSON (graders, summary, gates and every score) instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+}
+
+/// Exit 0 when every gate holds, 1 when one fails, 2 on bad input.
+pub fn run(arguments: EvalArgs) -> anyhow::Result<ExitCode> {
+    // Everything the user typed is checked before any file is read or grader compiled.
+    let mut gates: Vec<Gate> = arguments.gates.iter().map(|text| text.parse::<Gate>()).collect::<Result<_, _>>()?;
+    let mut severity_weights = SeverityWeights::default();
+    for text in &arguments.severity_weights {
+        severity_weights.set(text)?;
+    }
+    let mut configs = parse_grader_configs(&arguments.grader_configs)?;
+
+    let dataset = InputFile::read(&arguments.dataset_file)?;
+    let outputs = InputFile::read(&arguments.outputs)?;
+    let examples = inputs::parse_examples(&dataset.text).map_err(|errors| dataset.refused(errors))?;
+    let runs = inputs::parse_runs(&outputs.text).map_err(|errors| outputs.refused(errors))?;
+    let pairing = inputs::pair_runs(examples, runs);
+    for (line, example_id) in &pairing.unknown_runs {
+        eprintln!(
+            "warning: {}:{line}: a run for example {example_id:?}, which is not in {}; ignored",
+            outputs.shown, dataset.shown
+        );
+    }
+    if !pairing.missing_runs.is_empty() {
+        eprintln!(
+            "warning: {} has no run for {} example(s) ({}); graded as agent errors",
+            outputs.shown,
+            pairing.missing_runs.len(),
+            shortened_list(&pairing.missing_runs)
+        );
+    }
+
+    let runtime = arguments.sandbox.runtime()?;
+    let grader_names: Vec<String> = if arguments.graders.is_empty() {
+        DEFAULT_GRADERS.iter().map(|name| name.to_string()).collect()
+    } else {
+        arguments.graders.clone()
+    };
+    let mut pins = Vec::new();
+    let mut calls = Vec::new();
+    for given in &grader_names {
+        let grader = super::load_grader(&runtime, given)?;
+        let config = configs
+            .remove(given)
+            .or_else(|| configs.remove(&grader.info.name))
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        for key in &grader.info.score_keys {
+            if let Some(other) = pins.iter().find(|pin: &&GraderPin| pin.score_keys.contains(key)) {
+                anyhow::bail!(
+                    "graders {} and {} both produce the score key {key:?}; give each key to one grader",
+                    other.name,
+                    grader.info.name
+                );
+            }
+        }
+        pins.push(GraderPin {
+            name: grader.info.name.clone(),
+            version: grader.info.version.clone(),
+            digest: format!("sha256:{}", grader.digest),
+            config: config.clone(),
+            score_keys: grader.info.score_keys.clone(),
+        });
+        calls.push(GraderCall { grader: Arc::new(grader), config: config.to_string() });
+    }
+    if let Some(unused) = configs.keys().next() {
+        anyhow::bail!(
+            "--grader-config names {unused:?}, which is not one of the graders ({})",
+            grader_names.join(", ")
+        );
+    }
+    let metadata = metadata_values(pairing.pairs.iter().map(|(example, _)| example));
+    for gate in &mut gates {
+        gate.resolve(&pins, &metadata)?;
+    }
+
+    let progress = if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(pairing.pairs.len() as u64);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "grading {bar:40.cyan/blue} {pos}/{len} examples × {msg} graders ({eta} left)",
+        ) {
+            bar.set_style(style);
+        }
+        bar.set_message(calls.len().to_string());
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let evaluation =
+        Evaluation::run(&runtime, pins, &calls, &pairing.pairs, &mut |done| progress.set_position(done as u64));
+    progress.finish_and_clear();
+
+    let summary = Summary::new(&evaluation, &SummaryConfig { severity_weights, ..SummaryConfig::default() });
+    let results: Vec<GateResult> = gates.iter().map(|gate| gate.check(&evaluation)).collect();
+    warn_about_grader_failures(&evaluation);
+    if let Some(path) = &arguments.junit {
+        std::fs::write(path, junit(&evaluation, &results))
+            .with_context(|| format!("could not write the JUnit report {}", path.display()))?;
+    }
+    if let Some(path) = &arguments.summary {
+        std::fs::write(path, markdown(&evaluation, &summary, &results))
+            .with_context(|| format!("could not write the Markdown summary {}", path.display()))?;
+    }
+    let passed = results.iter().all(|gate| gate.holds);
+    if arguments.json {
+        let report = json!({
+            "passed": passed,
+            "dataset_file": dataset.provenance(),
+            "outputs_file": outputs.provenance(),
+            "world": WIT_WORLD,
+            "graders": evaluation.graders,
+            "gates": results,
+            "summary": summary,
+            "missing_runs": pairing.missing_runs,
+            "ignored_runs": pairing.unknown_runs.iter()
+                .map(|(line, example_id)| json!({"line": line, "example_id": example_id}))
+                .collect::<Vec<_>>(),
+            "results": evaluation.examples,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", human(&evaluation, &summary, &results));
+    }
+    Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
+}
+
+/// An input file's text, with what is needed to name it in messages and provenance.
+struct InputFile {
+    shown: String,
+    text: String,
+    sha256: String,
+}
+
+impl InputFile {
+    fn read(path: &Path) -> anyhow::Result<InputFile> {
+        let shown = path.display().to_string();
+        let metadata = std::fs::metadata(path).with_context(|| format!("could not read {shown}"))?;
+        anyhow::ensure!(
+            metadata.len() <= INPUT_FILE_BYTES_MAX,
+            "{shown} is {} bytes, over the limit of {INPUT_FILE_BYTES_MAX} bytes",
+            metadata.len()
+        );
+        let bytes = std::fs::read(path).with_context(|| format!("could not read {shown}"))?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let text = String::from_utf8(bytes).with_context(|| format!("{shown} is not UTF-8 text"))?;
+        Ok(InputFile { shown, text, sha256 })
+    }
+
+    /// Every bad line as `FILE:LINE: FIELD: REASON`, up to [`inputs::LINE_ERRORS_MAX`].
+    fn refused(&self, errors: Vec<LineError>) -> anyhow::Error {
+        let mut message = format!("{} has {} problem(s):", self.shown, errors.len());
+        for error in errors.iter().take(inputs::LINE_ERRORS_MAX) {
+            message.push_str(&format!("\n  {}:{error}", self.shown));
+        }
+        if errors.len() > inputs::LINE_ERRORS_MAX {
+            message.push_str(&format!("\n  ... and {} more", errors.len() - inputs::LINE_ERRORS_MAX));
+        }
+        anyhow::anyhow!(message)
+    }
+
+    fn provenance(&self) -> Value {
+        json!({"path": self.shown, "sha256": format!("sha256:{}", self.sha256)})
+    }
+}
+
+/// `GRADER=JSON` pairs; each JSON must be an object, each grader named once.
+fn parse_grader_configs(texts: &[String]) -> anyhow::Result<BTreeMap<String, Value>> {
+    let mut configs = BTreeMap::new();
+    for text in texts {
+        let (grader, config) =
+            text.split_once('=').with_context(|| format!("--grader-config {text:?}: expected GRADER=JSON"))?;
+        let config: Value = serde_json::from_str(config)
+            .with_context(|| format!("--grader-config for {grader}: the configuration is not JSON"))?;
+        anyhow::ensure!(config.is_object(), "--grader-config for {grader}: the configuration must be a JSON object");
+        anyhow::ensure!(
+            configs.insert(grader.trim().to_owned(), config).is_none(),
+            "--grader-config names {grader} twice"
+        );
+    }
+    Ok(configs)
+}
+
+/// Grader failures are data, but a CI log should say so loudly.
+fn warn_about_grader_failures(evaluation: &Evaluation) {
+    let mut by_kind: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for example in &evaluation.examples {
+        for (grader, graded) in evaluation.graders.iter().zip(&example.grades) {
+            if let Outcome::Failure(failure) = &graded.outcome {
+                *by_kind.entry((grader.name.as_str(), failure.kind.as_str())).or_default() += 1;
+            }
+        }
+    }
+    for ((grader, kind), count) in by_kind {
+        eprintln!("warning: grader {grader} failed on {count} example(s) ({kind}); they count as 0 in gates");
+    }
+}
+
+fn shortened_list(items: &[String]) -> String {
+    const SHOWN_MAX: usize = 5;
+    let mut shown = items.iter().take(SHOWN_MAX).map(|item| format!("{item:?}")).collect::<Vec<_>>().join(", ");
+    if items.len() > SHOWN_MAX {
+        shown.push_str(&format!(", ... {} more", items.len() - SHOWN_MAX));
+    }
+    shown
+}
+
+/// The terminal report: scores per key, slices, gates, and the worst examples of failed gates.
+fn human(evaluation: &Evaluation, summary: &Summary, gates: &[GateResult]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let graders: Vec<String> =
+        evaluation.graders.iter().map(|grader| format!("{} {}", grader.name, grader.version)).collect();
+    let _ = writeln!(
+        out,
+        "graded {} examples with {} ({} agent errors)\n",
+        summary.example_count,
+        graders.join(", "),
+        summary.agent_errors
+    );
+    let width = summary.keys.iter().map(|key| key.key.len()).max().unwrap_or(3).max(3);
+    let _ = writeln!(
+        out,
+        "{:width$}  {:>6}  {:>9}  {:>5}  {:>6}  {:>8}",
+        "key", "mean", "pass rate", "count", "errors", "weighted"
+    );
+    let cell = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |value| format!("{value:.3}"));
+    let row = |out: &mut String, label: &str, key: &KeySummary| {
+        let _ = writeln!(
+            out,
+            "{label:width$}  {:>6}  {:>9}  {:>5}  {:>6}  {:>8}",
+            cell(key.mean),
+            key.pass_rate.map_or_else(|| "-".to_owned(), |rate| format!("{:.1}%", rate * 100.0)),
+            key.count,
+            key.errors,
+            cell(key.severity_weighted),
+        );
+    };
+    for key in &summary.keys {
+        row(&mut out, &key.key, key);
+    }
+    let mut current = "";
+    for slice in &summary.slices {
+        if slice.metadata_key != current {
+            current = &slice.metadata_key;
+            let _ = writeln!(out, "\nby {current} (mean per key)");
+        }
+        let means: Vec<String> = slice.keys.iter().map(|key| format!("{} {}", key.key, cell(key.mean))).collect();
+        let _ = writeln!(out, "  {} ({} examples): {}", slice.value, slice.example_count, means.join("  "));
+    }
+    if !gates.is_empty() {
+        out.push_str("\ngates\n");
+        for gate in gates {
+            if gate.holds {
+                let _ = writeln!(
+                    out,
+                    "  ok    {}  ({} = {}, margin {:+.4})",
+                    gate.gate,
+                    gate.key,
+                    cell(gate.actual),
+                    gate.margin.unwrap_or(0.0)
+                );
+            } else {
+                let _ = writeln!(out, "  FAIL  {}  ({})", gate.gate, gate.describe_failure());
+                for worst in &gate.worst {
+                    let value = worst.value.map_or_else(|| "grader error".to_owned(), |value| format!("{value:.3}"));
+                    let mut comment = worst.comment.as_deref().unwrap_or("").replace(['\n', '\r'], " ");
+                    if let Some(error) = &worst.agent_error {
+                        comment.push_str(&format!(" (agent error: {})", error.replace(['\n', '\r'], " ")));
+                    }
+                    let _ = writeln!(out, "          {} ({value}): {comment}", worst.example_id);
+                }
+            }
+        }
+        let failed = gates.iter().filter(|gate| !gate.holds).count();
+        if failed == 0 {
+            let _ = writeln!(out, "\nall {} gates hold", gates.len());
+        } else {
+            let _ = writeln!(out, "\n{failed} of {} gates failed", gates.len());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grader_configs_are_objects_named_once() {
+        let configs =
+            parse_grader_configs(&["must_call={\"trajectory\": \"strict\"}".into(), "x.wasm={}".into()]).unwrap();
+        assert_eq!(configs["must_call"], json!({"trajectory": "strict"}));
+        assert_eq!(configs["x.wasm"], json!({}));
+        for (bad, message) in [
+            (vec!["must_call"], "GRADER=JSON"),
+            (vec!["must_call={"], "not JSON"),
+            (vec!["must_call=[1]"], "JSON object"),
+            (vec!["a={}", "a={}"], "twice"),
+        ] {
+            let texts: Vec<String> = bad.iter().map(|text| text.to_string()).collect();
+            let error = parse_grader_configs(&texts).unwrap_err();
+            assert!(format!("{error:#}").contains(message), "{bad:?}: {error:#}");
+        }
+    }
+}
