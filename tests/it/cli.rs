@@ -1,16 +1,8 @@
 //! The real `assay` binary: output shapes and exit codes.
 
-use crate::support::test_data;
+use crate::support::{assay, test_data};
 use assay_tests::test_graders::HOSTILE;
 use std::process::{Command, Output};
-
-fn assay(arguments: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_assay-under-test"))
-        .args(arguments)
-        .env("ASSAY_CACHE_DIR", crate::support::compile_cache_directory())
-        .output()
-        .expect("the assay binary runs")
-}
 
 fn json(output: &Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout)

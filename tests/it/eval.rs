@@ -8,17 +8,9 @@
 //! unknown example t99. So: policy_violations 9/12, required_tools_called
 //! 10/12, trajectory_match 10/12 (9/12 strict), forbidden_tools_avoided 12/12.
 
-use crate::support::test_data;
+use crate::support::{assay, test_data};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn assay(arguments: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_assay-under-test"))
-        .args(arguments)
-        .env("ASSAY_CACHE_DIR", crate::support::compile_cache_directory())
-        .output()
-        .expect("the assay binary runs")
-}
+use std::process::Output;
 
 fn fixture(name: &str) -> String {
     test_data(&format!("eval/{name}")).display().to_string()

@@ -71,3 +71,12 @@ pub fn scores(graded: &Graded) -> &[Score] {
 pub fn score(graded: &Graded, key: &str) -> f64 {
     scores(graded).iter().find(|score| score.key == key).unwrap_or_else(|| panic!("no {key} in {graded:?}")).value
 }
+
+/// Runs the real `assay` binary with the shared compile cache.
+pub fn assay(arguments: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_assay-under-test"))
+        .args(arguments)
+        .env("ASSAY_CACHE_DIR", compile_cache_directory())
+        .output()
+        .expect("the assay binary runs")
+}

@@ -143,9 +143,7 @@ pub async fn add_example(
     let Json(mut request) = body?;
     let id = request.example.id.get_or_insert_with(crate::store::new_example_id).clone();
     let note = default_note(request.note, || format!("add {id}"));
-    let version =
-        state.store.commit(name, Commit { author: caller.name, note, changes: vec![Change::Add(request.example)] })?;
-    Ok((StatusCode::CREATED, Json(json!({"id": id, "version": version}))))
+    commit_one(&state, caller, name, id, note, Change::Add(request.example))
 }
 
 /// `PUT /datasets/{name}/examples/{id}`: replaces one example as a new version.
@@ -160,8 +158,7 @@ pub async fn edit_example(
     let Json(request) = body?;
     let note = default_note(request.note, || format!("edit {id}"));
     let change = Change::Edit { id: id.clone(), example: request.example };
-    let version = state.store.commit(name, Commit { author: caller.name, note, changes: vec![change] })?;
-    Ok((StatusCode::CREATED, Json(json!({"id": id, "version": version}))))
+    commit_one(&state, caller, name, id, note, change)
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,8 +180,7 @@ pub async fn delete_example(
     let Query(query) = query?;
     let note = default_note(query.note, || format!("delete {id}"));
     let change = Change::Delete { id: id.clone() };
-    let version = state.store.commit(name, Commit { author: caller.name, note, changes: vec![change] })?;
-    Ok((StatusCode::CREATED, Json(json!({"id": id, "version": version}))))
+    commit_one(&state, caller, name, id, note, change)
 }
 
 /// `GET /datasets/{reference}/examples`: one page of a version, filtered by
@@ -333,6 +329,19 @@ pub async fn delete_tag(
     caller.require(WRITERS)?;
     let name = bare_name(&reference)?;
     Ok(Json(json!(state.store.delete_tag(name, &tag, &caller.name)?)))
+}
+
+/// Commits one change to example `id` and answers with the id and the new version.
+fn commit_one(
+    state: &AppState,
+    caller: Caller,
+    name: &str,
+    id: String,
+    note: String,
+    change: Change,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let version = state.store.commit(name, Commit { author: caller.name, note, changes: vec![change] })?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id, "version": version}))))
 }
 
 /// Routes that change a dataset take its bare name, never a pinned version.
