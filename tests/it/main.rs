@@ -4,6 +4,7 @@
 mod cli;
 mod durability;
 mod eval;
+mod experiments;
 mod loading;
 mod reference_graders;
 mod sandbox;

@@ -22,7 +22,12 @@ impl TestServer {
         let admin_token = store.create_token("admin", Role::Admin, "test").unwrap().token;
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_sender, ready) = std::sync::mpsc::channel();
-        let state = AppState::new(store.clone(), AuthMode::Tokens);
+        let runtime = assay::runtime::Runtime::new(assay::runtime::RuntimeConfig {
+            pooling: false,
+            ..assay::runtime::RuntimeConfig::default()
+        })
+        .unwrap();
+        let state = AppState::new(store.clone(), AuthMode::Tokens, std::sync::Arc::new(runtime)).unwrap();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             runtime.block_on(async move {

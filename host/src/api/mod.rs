@@ -5,15 +5,18 @@
 mod auth;
 mod datasets;
 mod error;
+mod experiments;
 mod openapi;
 
 pub use auth::AuthMode;
 pub use error::ApiError;
 
+use crate::runtime::{LoadError, LoadedGrader, Runtime};
 use crate::store::Store;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -27,11 +30,22 @@ pub const IMPORT_BODY_BYTES_MAX: usize = 256 << 20;
 pub struct AppState {
     pub store: Store,
     pub auth: Arc<AuthMode>,
+    /// The Wasm runtime experiments grade with.
+    pub runtime: Arc<Runtime>,
+    /// The reference graders by name, loaded (checked and compiled) once at
+    /// start so an experiment pays no compile time.
+    pub graders: Arc<BTreeMap<String, Arc<LoadedGrader>>>,
 }
 
 impl AppState {
-    pub fn new(store: Store, auth: AuthMode) -> AppState {
-        AppState { store, auth: Arc::new(auth) }
+    /// Loads every embedded reference grader into `runtime`. A refused grader
+    /// is a broken build, reported rather than served around.
+    pub fn new(store: Store, auth: AuthMode, runtime: Arc<Runtime>) -> Result<AppState, LoadError> {
+        let mut graders = BTreeMap::new();
+        for (name, bytes) in crate::graders::REFERENCE_GRADERS {
+            graders.insert((*name).to_owned(), Arc::new(runtime.load(bytes)?));
+        }
+        Ok(AppState { store, auth: Arc::new(auth), runtime, graders: Arc::new(graders) })
     }
 }
 
@@ -58,6 +72,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/datasets/{reference}/diff", get(datasets::diff))
         .route("/api/v1/datasets/{reference}/tags", get(datasets::tags))
         .route("/api/v1/datasets/{reference}/tags/{tag}", put(datasets::set_tag).delete(datasets::delete_tag))
+        // An experiment carries every agent run, so it may be as large as an import; the
+        // route's own limit is applied after (and so overrides) the router-wide one.
+        .route(
+            "/api/v1/experiments",
+            get(experiments::list).post(experiments::create).layer(DefaultBodyLimit::max(IMPORT_BODY_BYTES_MAX)),
+        )
+        .route("/api/v1/experiments/compare", get(experiments::compare))
+        .route("/api/v1/experiments/{id}", get(experiments::show))
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .merge(imports)
         .fallback(not_found)

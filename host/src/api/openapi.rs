@@ -104,6 +104,22 @@ pub const OPERATIONS: &[(&str, &str, &str, &str, Body)] = &[
     ),
     ("put", "/api/v1/datasets/{reference}/tags/{tag}", "engineer", "Set or move a tag {version}", Body::Json),
     ("delete", "/api/v1/datasets/{reference}/tags/{tag}", "engineer", "Delete a tag", Body::None),
+    (
+        "post",
+        "/api/v1/experiments",
+        "engineer",
+        "Run an experiment {dataset: name@ref, name, graders: [{name, config}], outputs: [agent runs], metadata, gates}: grade with the reference graders, store every score with provenance, answer with summary and gate results",
+        Body::Json,
+    ),
+    ("get", "/api/v1/experiments", "engineer", "List experiments, newest first (?dataset=NAME)", Body::None),
+    (
+        "get",
+        "/api/v1/experiments/compare",
+        "engineer",
+        "Compare ?a=ID&b=ID: per key means and deltas, then examples that regressed (first) and improved, both outputs side by side",
+        Body::None,
+    ),
+    ("get", "/api/v1/experiments/{id}", "engineer", "One experiment with every per-example result", Body::None),
 ];
 
 /// The kind of request body an operation takes.

@@ -21,8 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// The graders run when no `--grader` is given.
-pub const DEFAULT_GRADERS: &[&str] = &["must_not_say", "must_call"];
+pub use crate::eval::DEFAULT_GRADERS;
 /// Bytes of the dataset file and of the outputs file.
 pub const INPUT_FILE_BYTES_MAX: u64 = 256 << 20;
 
@@ -34,9 +33,25 @@ Example:\n  assay eval --dataset-file golden.jsonl --outputs runs.jsonl \\\n    
 --junit report.xml --summary report.md"
 )]
 pub struct EvalArgs {
-    /// The golden dataset: a JSONL file, one example per line, each with a unique `id`.
-    #[arg(long, value_name = "FILE")]
-    dataset_file: PathBuf,
+    /// The golden dataset: a JSONL file, one example per line, each with a unique `id` (offline mode).
+    #[arg(long, value_name = "FILE", required_unless_present = "dataset", conflicts_with = "dataset")]
+    dataset_file: Option<PathBuf>,
+    /// A dataset on the server, `NAME@REF` (`triage-golden@v1.0`, `name@17`): the server grades with its
+    /// reference graders and stores the experiment (server mode; see --server and --token).
+    #[arg(long, value_name = "NAME@REF", conflicts_with_all = ["junit", "summary", "severity_weights"])]
+    dataset: Option<String>,
+    /// Server mode: the experiment's name prefix; the server appends the experiment id.
+    #[arg(long, value_name = "PREFIX", requires = "dataset")]
+    name: Option<String>,
+    /// Server mode: free metadata stored with the experiment, as KEY=VALUE (git sha, PR number). Repeat.
+    #[arg(long = "metadata", value_name = "KEY=VALUE", requires = "dataset")]
+    metadata: Vec<String>,
+    /// Server mode: the Assay server.
+    #[arg(long, env = "ASSAY_URL", default_value = "http://127.0.0.1:7777")]
+    server: String,
+    /// Server mode: a bearer token with the engineer role.
+    #[arg(long, env = "ASSAY_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// The agent's outputs: a JSONL file, one agent run per line, matched to its example by `example_id`.
     /// An example with no run is graded as an agent error.
     #[arg(long, value_name = "FILE")]
@@ -80,8 +95,11 @@ pub fn run(arguments: EvalArgs) -> anyhow::Result<ExitCode> {
         severity_weights.set(text)?;
     }
     let mut configs = parse_grader_configs(&arguments.grader_configs)?;
+    let Some(dataset_file) = arguments.dataset_file.clone() else {
+        return run_on_server(arguments, configs);
+    };
 
-    let dataset = InputFile::read(&arguments.dataset_file)?;
+    let dataset = InputFile::read(&dataset_file)?;
     let outputs = InputFile::read(&arguments.outputs)?;
     let examples = inputs::parse_examples(&dataset.text).map_err(|errors| dataset.refused(errors))?;
     let runs = inputs::parse_runs(&outputs.text).map_err(|errors| outputs.refused(errors))?;
@@ -192,6 +210,111 @@ pub fn run(arguments: EvalArgs) -> anyhow::Result<ExitCode> {
         print!("{}", human(&evaluation, &summary, &results));
     }
     Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
+}
+
+/// Server mode: send the outputs to the server, which grades, stores and gates
+/// them as an experiment. Same exit codes as offline: a refusal of the input
+/// (unknown dataset, bad gate) is a usage error (2), a failed gate is 1.
+fn run_on_server(arguments: EvalArgs, mut configs: BTreeMap<String, Value>) -> anyhow::Result<ExitCode> {
+    let dataset = arguments.dataset.clone().context("--dataset or --dataset-file is required")?;
+    let outputs = InputFile::read(&arguments.outputs)?;
+    let runs = inputs::parse_runs(&outputs.text).map_err(|errors| outputs.refused(errors))?;
+    let runs: Vec<Value> = runs.into_iter().map(|(_, run)| serde_json::to_value(run)).collect::<Result<_, _>>()?;
+    let grader_names: Vec<String> = if arguments.graders.is_empty() {
+        DEFAULT_GRADERS.iter().map(|name| name.to_string()).collect()
+    } else {
+        arguments.graders.clone()
+    };
+    let graders: Vec<Value> = grader_names
+        .iter()
+        .map(|name| json!({"name": name, "config": configs.remove(name).unwrap_or_else(|| json!({}))}))
+        .collect();
+    if let Some(unused) = configs.keys().next() {
+        anyhow::bail!(
+            "--grader-config names {unused:?}, which is not one of the graders ({})",
+            grader_names.join(", ")
+        );
+    }
+    let mut metadata = serde_json::Map::new();
+    for text in &arguments.metadata {
+        let (key, value) = text.split_once('=').with_context(|| format!("--metadata {text:?}: expected KEY=VALUE"))?;
+        metadata.insert(key.trim().to_owned(), Value::String(value.to_owned()));
+    }
+    let mut body = json!({"dataset": dataset, "graders": graders, "outputs": runs, "metadata": metadata, "gates": arguments.gates});
+    if let Some(name) = &arguments.name {
+        body["name"] = json!(name);
+    }
+    let client = super::client::Client::new(&super::client::ClientArgs {
+        server: arguments.server.clone(),
+        token: arguments.token.clone(),
+        json: arguments.json,
+    });
+    // The input was refused: that is bad usage here, not a gate verdict.
+    let reply = client.send_json("POST", "/api/v1/experiments", &body).map_err(|error| anyhow::anyhow!("{error:#}"))?;
+    let passed = reply["passed"].as_bool().unwrap_or(false);
+    if arguments.json {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+    } else {
+        print!("{}", human_from_server(&reply));
+    }
+    Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
+}
+
+/// The terminal report of a server experiment: its name, scores per key and gates.
+fn human_from_server(reply: &Value) -> String {
+    use std::fmt::Write as _;
+    let experiment = &reply["experiment"];
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "experiment {} ({}) on {}@{}: {} examples",
+        experiment["name"].as_str().unwrap_or("?"),
+        experiment["id"].as_str().unwrap_or("?"),
+        experiment["dataset"].as_str().unwrap_or("?"),
+        experiment["dataset_version"],
+        experiment["example_count"]
+    );
+    let cell = |value: &Value| value.as_f64().map_or_else(|| "-".to_owned(), |value| format!("{value:.3}"));
+    let _ = writeln!(out, "\n{:28}  {:>6}  {:>9}  {:>5}  {:>6}", "key", "mean", "pass rate", "count", "errors");
+    for key in experiment["summary"]["keys"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "{:28}  {:>6}  {:>9}  {:>5}  {:>6}",
+            key["key"].as_str().unwrap_or("?"),
+            cell(&key["mean"]),
+            key["pass_rate"].as_f64().map_or_else(|| "-".to_owned(), |rate| format!("{:.1}%", rate * 100.0)),
+            key["count"].to_string(),
+            key["errors"].to_string()
+        );
+    }
+    let gates = experiment["gates"].as_array().cloned().unwrap_or_default();
+    if !gates.is_empty() {
+        out.push_str("\ngates\n");
+        for gate in &gates {
+            let holds = gate["holds"].as_bool().unwrap_or(false);
+            let _ = writeln!(
+                out,
+                "  {}  {}  ({} = {}, margin {})",
+                if holds { "ok  " } else { "FAIL" },
+                gate["gate"].as_str().unwrap_or("?"),
+                gate["key"].as_str().unwrap_or("?"),
+                cell(&gate["actual"]),
+                gate["margin"].as_f64().map_or_else(|| "-".to_owned(), |margin| format!("{margin:+.4}"))
+            );
+            if !holds {
+                for worst in gate["worst"].as_array().into_iter().flatten() {
+                    let _ = writeln!(
+                        out,
+                        "          {} ({}): {}",
+                        worst["example_id"].as_str().unwrap_or("?"),
+                        cell(&worst["value"]),
+                        worst["comment"].as_str().unwrap_or("").replace(['\n', '\r'], " ")
+                    );
+                }
+            }
+        }
+    }
+    out
 }
 
 /// An input file's text, with what is needed to name it in messages and provenance.

@@ -1,6 +1,7 @@
 //! The `assay` command line: one file per subcommand.
 
 mod client;
+mod compare;
 mod dataset;
 mod eval;
 mod example;
@@ -33,7 +34,7 @@ pub enum Command {
     /// Grade one agent run against one example with one grader.
     Grade(grade::GradeArgs),
     /// Grade an agent's outputs against a dataset with several graders, summarise, and gate for CI.
-    Eval(eval::EvalArgs),
+    Eval(Box<eval::EvalArgs>),
     /// List the reference graders built into this binary, with their metadata.
     Graders(graders::GradersArgs),
     /// Run the server: the HTTP API on the embedded store.
@@ -44,18 +45,21 @@ pub enum Command {
     Dataset(dataset::DatasetArgs),
     /// Single examples of a dataset on a server.
     Example(example::ExampleArgs),
+    /// Compare two experiments on a server: per key deltas, regressions first.
+    Compare(compare::CompareArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Grade(arguments) => grade::run(arguments),
-        Command::Eval(arguments) => eval::run(arguments),
+        Command::Eval(arguments) => eval::run(*arguments),
         Command::Graders(arguments) => graders::run(arguments),
         Command::Serve(arguments) => serve::run(arguments),
         Command::Token(arguments) => token::run(arguments),
         Command::Dataset(arguments) => dataset::run(arguments),
         Command::Example(arguments) => example::run(arguments),
+        Command::Compare(arguments) => compare::run(arguments),
     };
     match result {
         Ok(code) => code,

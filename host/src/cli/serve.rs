@@ -50,6 +50,11 @@ pub fn run(arguments: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         AuthMode::Tokens
     };
+    // The reference graders are checked and compiled once, here, not per experiment.
+    let grading = crate::runtime::Runtime::new(crate::runtime::RuntimeConfig::default())
+        .context("could not start the grader runtime")?;
+    let state = AppState::new(store, auth, std::sync::Arc::new(grading))
+        .context("a reference grader built into this binary was refused")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(arguments.addr)
@@ -61,7 +66,7 @@ pub fn run(arguments: ServeArgs) -> anyhow::Result<ExitCode> {
             listener.local_addr()?,
             arguments.data.display()
         );
-        crate::api::serve(listener, AppState::new(store, auth), shutdown_signal()).await?;
+        crate::api::serve(listener, state, shutdown_signal()).await?;
         eprintln!("assay: stopped");
         anyhow::Ok(())
     })?;

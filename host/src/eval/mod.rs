@@ -22,6 +22,9 @@ use crate::runtime::{GradeFailure, Graded, GraderCall, Outcome, Runtime, Score, 
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// The graders run when none is named, by `assay eval` and by experiments.
+pub const DEFAULT_GRADERS: &[&str] = &["must_not_say", "must_call"];
+
 /// Cases graded per call of [`Runtime::grade_batch`]: small enough for a
 /// progress bar to move smoothly, large enough that spawning the batch's
 /// worker threads costs nothing next to the grading.

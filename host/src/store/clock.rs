@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The current time as RFC 3339 UTC with second precision, e.g. `2025-06-01T09:30:00Z`.
-pub(super) fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     // A clock set before 1970 is a broken machine, not a reason to fail a commit.
     let seconds = SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0);
     format_rfc3339(seconds)

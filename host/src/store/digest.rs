@@ -90,7 +90,7 @@ pub(super) fn canonical_line(id: &str, body: &[u8]) -> Result<String, serde_json
 /// Sorts object keys recursively. serde_json's map is already sorted unless
 /// some crate in the build turns on its `preserve_order` feature; sorting
 /// here keeps digests stable whatever the feature set.
-fn sorted(value: Value) -> Value {
+pub(super) fn sorted(value: Value) -> Value {
     match value {
         Value::Object(object) => {
             let mut entries: Vec<(String, Value)> = object.into_iter().collect();

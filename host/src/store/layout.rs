@@ -47,6 +47,10 @@ pub(super) struct Trees {
     pub tags: sled::Tree,
     /// `name \0 sequence` → `TagEvent` JSON, the audit trail of tag changes.
     pub tag_events: sled::Tree,
+    /// experiment id → `Experiment` JSON.
+    pub experiments: sled::Tree,
+    /// `experiment id \0 index` → `ExampleResultRecord` JSON, in dataset order.
+    pub experiment_results: sled::Tree,
 }
 
 impl Trees {
@@ -59,6 +63,8 @@ impl Trees {
             current: db.open_tree("current")?,
             tags: db.open_tree("tags")?,
             tag_events: db.open_tree("tag_events")?,
+            experiments: db.open_tree("experiments")?,
+            experiment_results: db.open_tree("experiment_results")?,
         })
     }
 }
@@ -123,6 +129,13 @@ pub(super) fn tag_key(name: &str, tag: &str) -> Vec<u8> {
 pub(super) fn tag_event_key(name: &str, sequence: u64) -> Vec<u8> {
     let mut key = dataset_prefix(name);
     key.extend_from_slice(&sequence.to_be_bytes());
+    key
+}
+
+/// `id \0 index`: one result of an experiment (ids hold no zero byte).
+pub(super) fn experiment_result_key(id: &str, index: u64) -> Vec<u8> {
+    let mut key = dataset_prefix(id);
+    key.extend_from_slice(&index.to_be_bytes());
     key
 }
 

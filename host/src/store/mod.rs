@@ -37,6 +37,7 @@
 mod clock;
 mod compare;
 mod digest;
+mod experiments;
 mod layout;
 mod tokens;
 mod validation;
@@ -46,7 +47,12 @@ mod tests;
 
 /// Callers that must know an added example's id (to echo it back) assign it
 /// with this before committing, instead of leaving `Example::id` empty.
-pub use clock::new_example_id;
+pub use clock::{new_example_id, now_rfc3339};
+pub use experiments::{
+    Comparison, Direction, ExampleChange, ExampleResultRecord, Experiment, ExperimentStatus, FailureRecord,
+    GradeRecord, GraderProvenance, KeyDelta, ScoreRecord, SideOfChange, compare as compare_experiments, config_hash,
+    new_experiment_id,
+};
 pub use tokens::{NewToken, Role, TokenInfo};
 pub use validation::{
     AUTHOR_BYTES_MAX, CHANGES_PER_COMMIT_MAX, DATASET_NAME_BYTES_MAX, DESCRIPTION_BYTES_MAX, FIELD_ERRORS_MAX,
