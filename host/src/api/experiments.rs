@@ -271,13 +271,7 @@ fn pin_graders(
             });
             continue;
         }
-        pins.push(GraderPin {
-            name: grader.info.name.clone(),
-            version: grader.info.version.clone(),
-            digest: format!("sha256:{}", grader.digest),
-            config: config.clone(),
-            score_keys: grader.info.score_keys.clone(),
-        });
+        pins.push(GraderPin::of(grader, &config));
         calls.push(GraderCall { grader: Arc::clone(grader), config: config.to_string() });
     }
     if pins.is_empty() && errors.is_empty() {

@@ -142,13 +142,7 @@ pub fn run(arguments: EvalArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        pins.push(GraderPin {
-            name: grader.info.name.clone(),
-            version: grader.info.version.clone(),
-            digest: format!("sha256:{}", grader.digest),
-            config: config.clone(),
-            score_keys: grader.info.score_keys.clone(),
-        });
+        pins.push(GraderPin::of(&grader, &config));
         calls.push(GraderCall { grader: Arc::new(grader), config: config.to_string() });
     }
     if let Some(unused) = configs.keys().next() {

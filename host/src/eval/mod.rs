@@ -43,6 +43,19 @@ pub struct GraderPin {
     pub score_keys: Vec<String>,
 }
 
+impl GraderPin {
+    /// Pins a loaded grader with the configuration it will be called with.
+    pub fn of(grader: &crate::runtime::LoadedGrader, config: &serde_json::Value) -> GraderPin {
+        GraderPin {
+            name: grader.info.name.clone(),
+            version: grader.info.version.clone(),
+            digest: format!("sha256:{}", grader.digest),
+            config: config.clone(),
+            score_keys: grader.info.score_keys.clone(),
+        }
+    }
+}
+
 /// Everything an evaluation produced: the graders and every example's grades.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Evaluation {
