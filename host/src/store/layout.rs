@@ -51,6 +51,8 @@ pub(super) struct Trees {
     pub experiments: sled::Tree,
     /// `experiment id \0 index` → `ExampleResultRecord` JSON, in dataset order.
     pub experiment_results: sled::Tree,
+    /// sha256 of a bearer token → `TokenInfo` JSON. Never the token itself.
+    pub tokens: sled::Tree,
 }
 
 impl Trees {
@@ -65,6 +67,7 @@ impl Trees {
             tag_events: db.open_tree("tag_events")?,
             experiments: db.open_tree("experiments")?,
             experiment_results: db.open_tree("experiment_results")?,
+            tokens: db.open_tree("tokens")?,
         })
     }
 }

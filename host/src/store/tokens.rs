@@ -42,8 +42,6 @@ pub struct NewToken {
     pub info: TokenInfo,
 }
 
-const TOKENS_TREE: &str = "tokens";
-
 impl Role {
     pub const ALL: [Role; 5] = [Role::Admin, Role::Engineer, Role::Annotator, Role::Publisher, Role::Ingest];
 
@@ -94,17 +92,15 @@ impl Store {
             created_at: super::clock::now_rfc3339(),
             created_by: created_by.to_owned(),
         };
-        let tree = self.db.open_tree(TOKENS_TREE)?;
         let record = serde_json::to_vec(&info).map_err(|error| StoreError::Storage(error.to_string()))?;
-        tree.insert(token_key(&token), record)?;
+        self.trees.tokens.insert(token_key(&token), record)?;
         self.db.flush()?;
         Ok(NewToken { token, info })
     }
 
     /// The token's holder, or `None` for an unknown token.
     pub fn authenticate(&self, token: &str) -> Result<Option<TokenInfo>, StoreError> {
-        let tree = self.db.open_tree(TOKENS_TREE)?;
-        match tree.get(token_key(token))? {
+        match self.trees.tokens.get(token_key(token))? {
             None => Ok(None),
             Some(record) => serde_json::from_slice(&record)
                 .map(Some)
@@ -114,7 +110,7 @@ impl Store {
 
     /// How many tokens exist (the server makes a first admin token when there are none).
     pub fn token_count(&self) -> Result<usize, StoreError> {
-        Ok(self.db.open_tree(TOKENS_TREE)?.len())
+        Ok(self.trees.tokens.len())
     }
 }
 
@@ -141,8 +137,7 @@ mod tests {
         let store = Store::open(directory.path()).unwrap();
         assert_eq!(store.authenticate(&made.token).unwrap().unwrap().name, "ci");
         // The secret itself is nowhere in the tree.
-        let tree = store.db.open_tree(TOKENS_TREE).unwrap();
-        for entry in tree.iter() {
+        for entry in store.trees.tokens.iter() {
             let (key, value) = entry.unwrap();
             assert!(!String::from_utf8_lossy(&key).contains(&made.token[6..]));
             assert!(!String::from_utf8_lossy(&value).contains(&made.token[6..]));
