@@ -346,8 +346,14 @@ impl Runtime {
 
     /// Grades one case with one grader in a fresh instance.
     pub fn grade(&self, grader: &LoadedGrader, case: &Case, config: &str) -> Graded {
+        self.grade_sized(grader, case, case_size_bytes(case), config)
+    }
+
+    /// [`Runtime::grade`] with the case's size already measured, so a batch
+    /// measures each case once rather than once per grader.
+    fn grade_sized(&self, grader: &LoadedGrader, case: &Case, case_bytes: usize, config: &str) -> Graded {
         let limits = &self.config.limits;
-        let input_bytes = case_size_bytes(case) + config.len();
+        let input_bytes = case_bytes + config.len();
         if input_bytes > limits.input_bytes_max {
             return Graded {
                 outcome: Outcome::Failure(GradeFailure {
@@ -398,7 +404,11 @@ impl Runtime {
                         loop {
                             let index = next.fetch_add(1, Ordering::Relaxed);
                             let Some(case) = cases.get(index) else { break };
-                            let row = calls.iter().map(|call| self.grade(&call.grader, case, &call.config)).collect();
+                            let case_bytes = case_size_bytes(case);
+                            let row = calls
+                                .iter()
+                                .map(|call| self.grade_sized(&call.grader, case, case_bytes, &call.config))
+                                .collect();
                             rows.push((index, row));
                         }
                         rows
