@@ -16,7 +16,7 @@
 use super::summary::KeySummary;
 use super::{Evaluation, ExampleResult, GraderPin, KeyOutcome, is_pass};
 use crate::model::Example;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
@@ -41,7 +41,7 @@ pub struct Gate {
 }
 
 /// A restriction to the examples whose `metadata[key]` is `value`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Slice {
     pub key: String,
     pub value: String,
@@ -81,13 +81,13 @@ pub enum GateUsageError {
 }
 
 /// A gate held against an evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateResult {
     /// The expression as written.
     pub gate: String,
     pub slice: Option<Slice>,
     pub key: String,
-    pub operator: &'static str,
+    pub operator: String,
     pub threshold: f64,
     /// The key's mean over the examples in scope, errors counted as 0; `None`
     /// when no example in scope has the key (the gate then does not hold).
@@ -105,7 +105,7 @@ pub struct GateResult {
 }
 
 /// One of the examples that pulled a gate down.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorstExample {
     pub example_id: String,
     /// The score, or `None` when the grader failed on this example.
@@ -247,7 +247,7 @@ impl Gate {
             gate: self.text.clone(),
             slice: self.slice.clone(),
             key: self.key.clone(),
-            operator: self.operator.as_str(),
+            operator: self.operator.as_str().to_owned(),
             threshold: self.threshold,
             actual,
             holds,

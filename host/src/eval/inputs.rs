@@ -79,10 +79,18 @@ pub fn parse_examples(text: &str) -> Result<Vec<(usize, Example)>, Vec<LineError
 /// Parses an outputs JSONL file: one agent run per line, each naming its
 /// example by `example_id`, at most one run per example.
 pub fn parse_runs(text: &str) -> Result<Vec<(usize, AgentRun)>, Vec<LineError>> {
+    parse_run_items(lines(text))
+}
+
+/// [`parse_runs`] over JSON texts already split, each with its 1-based
+/// position (a line, or an index + 1 in a JSON array).
+pub fn parse_run_items<'a>(
+    items: impl IntoIterator<Item = (usize, &'a str)>,
+) -> Result<Vec<(usize, AgentRun)>, Vec<LineError>> {
     let mut errors = Vec::new();
     let mut runs = Vec::new();
     let mut line_of_id: HashMap<String, usize> = HashMap::new();
-    for (line, text) in lines(text) {
+    for (line, text) in items {
         let run = match AgentRun::from_json(text) {
             Ok(run) => run,
             Err(error) => {

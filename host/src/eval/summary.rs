@@ -20,7 +20,7 @@
 //! are in none of these counts.
 
 use super::{Evaluation, ExampleResult, KeyOutcome, is_pass};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Metadata keys always sliced, in this order, when examples carry them.
@@ -44,7 +44,7 @@ impl Default for SummaryConfig {
 
 /// The weight of each severity in the severity-weighted score. Examples with
 /// no severity, or one not listed, weigh [`SeverityWeights::OTHER_WEIGHT`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct SeverityWeights {
     pub weights: BTreeMap<String, f64>,
@@ -59,7 +59,7 @@ pub struct WeightError {
 }
 
 /// The summary of an evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub example_count: usize,
     /// Examples whose agent run carried an error (including missing runs).
@@ -73,7 +73,7 @@ pub struct Summary {
 
 /// The statistics of one score key over a set of examples (see the module
 /// documentation for the definitions).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeySummary {
     pub key: String,
     pub grader: String,
@@ -87,7 +87,7 @@ pub struct KeySummary {
 }
 
 /// The key statistics of the examples whose `metadata[metadata_key]` is `value`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SliceSummary {
     pub metadata_key: String,
     pub value: String,
