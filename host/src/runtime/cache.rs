@@ -10,6 +10,8 @@
 use sha2::{Digest, Sha256};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -20,11 +22,18 @@ pub const WASMTIME_VERSION: &str = "48.0.8";
 #[derive(Debug, Clone)]
 pub struct CompileCache {
     directory: PathBuf,
+    /// Components compiled (not found in the cache) through this handle.
+    compiled: Arc<AtomicU64>,
 }
 
 impl CompileCache {
     pub fn new(directory: impl Into<PathBuf>) -> CompileCache {
-        CompileCache { directory: directory.into() }
+        CompileCache { directory: directory.into(), compiled: Arc::default() }
+    }
+
+    /// How many components this handle had to compile because the cache did not have them.
+    pub fn compiled_count(&self) -> u64 {
+        self.compiled.load(Ordering::Relaxed)
     }
 
     /// Loads the precompiled component for `digest`, or compiles `wasm` and stores it.
@@ -36,6 +45,7 @@ impl CompileCache {
             return Ok(component);
         }
         let compiled = engine.precompile_component(wasm)?;
+        self.compiled.fetch_add(1, Ordering::Relaxed);
         if let Err(error) = self.store(&path, &compiled) {
             tracing::warn!(path = %path.display(), %error, "could not write the compile cache");
         }
