@@ -1,7 +1,7 @@
 include!("build_support.rs");
 
 /// The reference graders compiled into the `assay` binary.
-const REFERENCE_GRADERS: &[&str] = &["must_not_say", "must_call", "reference_match"];
+const REFERENCE_GRADERS: &[&str] = &["must_not_say", "must_call", "reference_match", "llm_judge"];
 
 fn main() {
     let components = build_components(REFERENCE_GRADERS, "plugin-wasm");

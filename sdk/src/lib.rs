@@ -35,7 +35,16 @@
 //!
 //! The macro exports the grader only when compiling for WebAssembly, so the same
 //! crate can be unit-tested natively with `cargo test`.
+//!
+//! A grader that asks a language model (LLM-as-judge) calls
+//! [`judge::complete`], lists the `judge` capability in its [`GraderInfo`]
+//! and is registered with [`export_judge_grader!`] instead; see [`judge`].
 
+// The judge bindings name the shared types by this crate's name, a path that
+// also resolves in the grader crates their export macro expands in.
+extern crate self as assay_sdk;
+
+pub mod judge;
 pub mod testing;
 mod text;
 
@@ -51,6 +60,24 @@ pub mod __bindings {
         pub_export_macro: true,
         export_macro_name: "__export_grader_world",
         default_bindings_module: "assay_sdk::__bindings",
+    });
+}
+
+#[doc(hidden)]
+pub mod __judge_bindings {
+    // The `judge-grader` world: `grader` plus the `judge` import. Its types
+    // are those of `__bindings`, so one `Case` serves both worlds.
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "judge-grader",
+        with: {
+            "assay:grader/types@0.1.0": assay_sdk::__bindings::assay::grader::types,
+        },
+        generate_all,
+        additional_derives: [PartialEq],
+        pub_export_macro: true,
+        export_macro_name: "__export_judge_grader_world",
+        default_bindings_module: "assay_sdk::__judge_bindings",
     });
 }
 
@@ -154,6 +181,13 @@ impl GraderInfo {
     /// Sets the JSON schema of the configuration object.
     pub fn config_schema(mut self, schema: serde_json::Value) -> Self {
         self.config_schema = schema.to_string();
+        self
+    }
+
+    /// Declares the host capabilities the grader uses, e.g. `&["judge"]` for
+    /// a grader that calls [`judge::complete`].
+    pub fn capabilities(mut self, capabilities: &[&str]) -> Self {
+        self.capabilities = capabilities.iter().map(|capability| (*capability).to_owned()).collect();
         self
     }
 }
@@ -282,6 +316,38 @@ macro_rules! export_grader {
                 }
             }
     $crate::__bindings::__export_grader_world!(AssayGraderExport with_types_in $crate::__bindings);
+        };
+    };
+}
+
+/// Exports a type implementing [`Grader`] as the component's `judge-grader`
+/// world: a grader that may call [`judge::complete`]. Its [`Grader::info`]
+/// must list the `judge` capability (`.capabilities(&["judge"])`), or the host
+/// refuses the component.
+///
+/// Use it once per crate, instead of [`export_grader!`]. Outside WebAssembly it
+/// expands to nothing; unit tests answer [`judge::complete`] with
+/// [`testing::with_judge`].
+#[macro_export]
+macro_rules! export_judge_grader {
+    ($grader:ty) => {
+        #[cfg(target_family = "wasm")]
+        const _: () = {
+            struct AssayJudgeGraderExport;
+            impl $crate::__judge_bindings::Guest for AssayJudgeGraderExport {
+                fn metadata() -> $crate::GraderInfo {
+                    $crate::__private::info::<$grader>()
+                }
+                fn grade(
+                    case: $crate::Case,
+                    config: ::std::string::String,
+                ) -> ::std::result::Result<::std::vec::Vec<$crate::Score>, $crate::GradeError> {
+                    $crate::__private::grade::<$grader>(case, config)
+                }
+            }
+            $crate::__judge_bindings::__export_judge_grader_world!(
+                AssayJudgeGraderExport with_types_in $crate::__judge_bindings
+            );
         };
     };
 }

@@ -1,9 +1,71 @@
-//! Build a [`Case`] from the wire-format JSON (SPEC "Wire formats"), for unit
-//! tests and native benchmarks of a grader. The host does its own, validating,
-//! conversion; this one is lenient and panics on shapes it cannot read.
+//! Helpers for native unit tests of a grader: build a [`Case`] from the
+//! wire-format JSON (SPEC "Wire formats"), and answer
+//! [`judge::complete`](crate::judge::complete) with a test double.
+//!
+//! The host does its own, validating, conversion of cases; this one is
+//! lenient and panics on shapes it cannot read.
 
+use crate::judge::{JudgeRequest, JudgeResponse};
 use crate::{AgentRun, Case, Example, ExampleMetadata, Message, Reference, Tool, ToolCall};
 use serde_json::Value;
+use std::cell::RefCell;
+
+type JudgeDouble = Box<dyn FnMut(&JudgeRequest) -> Result<JudgeResponse, String>>;
+
+thread_local! {
+    static JUDGE_DOUBLE: RefCell<Option<JudgeDouble>> = RefCell::new(None);
+}
+
+/// Runs `body` with `judge` answering every [`judge::complete`](crate::judge::complete)
+/// made on this thread, then restores what answered before (also on panic).
+///
+/// ```
+/// use assay_sdk::judge::{self, ChatMessage, JudgeRequest};
+/// use assay_sdk::testing::{judge_response, with_judge};
+///
+/// let answer = with_judge(
+///     |request| Ok(judge_response(&format!("you said {}", request.messages[0].content))),
+///     || judge::complete(&JudgeRequest::new(vec![ChatMessage::user("hi")])),
+/// );
+/// assert_eq!(answer.unwrap().content, "you said hi");
+/// ```
+pub fn with_judge<R>(
+    judge: impl FnMut(&JudgeRequest) -> Result<JudgeResponse, String> + 'static,
+    body: impl FnOnce() -> R,
+) -> R {
+    struct Restore(Option<JudgeDouble>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            JUDGE_DOUBLE.with(|double| *double.borrow_mut() = previous);
+        }
+    }
+    let previous = JUDGE_DOUBLE.with(|double| double.borrow_mut().replace(Box::new(judge)));
+    let _restore = Restore(previous);
+    body()
+}
+
+/// A judge answer with `content`, from a model called `test-model`, with token counts of 0.
+pub fn judge_response(content: &str) -> JudgeResponse {
+    JudgeResponse { content: content.to_owned(), model: "test-model".to_owned(), input_tokens: 0, output_tokens: 0 }
+}
+
+/// Natively, `judge::complete` asks the double installed by [`with_judge`].
+#[cfg_attr(target_family = "wasm", allow(dead_code))]
+pub(crate) fn judge_double(request: &JudgeRequest) -> Result<JudgeResponse, String> {
+    // Taken out while it runs, so a double may itself call `with_judge`.
+    let Some(mut double) = JUDGE_DOUBLE.with(|double| double.borrow_mut().take()) else {
+        return Err("no judge in this test: answer judge::complete with assay_sdk::testing::with_judge".into());
+    };
+    let answer = double(request);
+    JUDGE_DOUBLE.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(double);
+        }
+    });
+    answer
+}
 
 /// Builds a case from an example and an agent run, both in the wire format.
 ///

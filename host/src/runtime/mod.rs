@@ -1,22 +1,33 @@
 //! The grader runtime: the only code that knows Wasmtime.
 //!
 //! A [`Runtime`] owns one engine. [`Runtime::load`] checks a component against
-//! the `grader` world, compiles it once (through the on-disk cache) and
-//! pre-links it; [`Runtime::grade`] runs one case in a fresh instance under
-//! the [`Limits`], and turns every failure into a classified [`GradeFailure`]
-//! for that grader and case. Nothing a grader does can crash the host.
+//! the `grader` world (or `judge-grader`, which adds the `judge` import),
+//! compiles it once (through the on-disk cache) and pre-links it;
+//! [`Runtime::grade`] runs one case in a fresh instance under the [`Limits`],
+//! and turns every failure into a classified [`GradeFailure`] for that grader
+//! and case. Nothing a grader does can crash the host.
+//!
+//! A grader that imports `judge` may consult the operator's model
+//! ([`JudgeConfig`]) when granted; [`Runtime::grade_recorded`] returns every
+//! exchange with the result and replays recorded answers it is given.
 
 mod bindings;
 mod cache;
 mod case;
+mod judge;
 mod sandbox;
 
 pub use bindings::Case;
 pub use cache::{CompileCache, WASMTIME_VERSION};
 pub use case::{case_size_bytes, to_case};
+pub use judge::{
+    ALLOW_EVERY_GRADER, ChatMessage, JUDGE_CAPABILITY, JUDGE_CONCURRENCY_MAX, JUDGE_INTERFACE, JUDGE_TIMEOUT_MS_MAX,
+    JudgeConfig, JudgeExchange, JudgeRequest, JudgeResponse, JudgeStats, parse_answer, request_body,
+};
 pub use sandbox::FIXED_WALL_CLOCK_SECONDS;
 
-use bindings::{GradeError, GraderPre};
+use bindings::{GradeError, JudgeGraderPre};
+use judge::{JudgeClient, JudgeCounters, JudgeSession};
 use sandbox::CallState;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -24,11 +35,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use wasmtime::component::{Component, Linker};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 
 /// The WIT world every grader implements, recorded with every score.
 pub const WIT_WORLD: &str = "assay:grader/grader@0.1.0";
+/// The world of graders that may consult the judge: [`WIT_WORLD`] plus the `judge` import.
+pub const JUDGE_WIT_WORLD: &str = "assay:grader/judge-grader@0.1.0";
 
 /// How often the epoch advances; deadlines are counted in these ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -88,6 +101,8 @@ pub struct RuntimeConfig {
     pub memory_keep_resident_bytes: usize,
     /// Where precompiled components are kept; `None` compiles in memory only.
     pub cache_directory: Option<PathBuf>,
+    /// The operator's judge model; `None` grants the judge to no grader.
+    pub judge: Option<JudgeConfig>,
 }
 
 impl Default for RuntimeConfig {
@@ -98,6 +113,7 @@ impl Default for RuntimeConfig {
             instances_max: 256,
             memory_keep_resident_bytes: 4 << 20,
             cache_directory: None,
+            judge: None,
         }
     }
 }
@@ -170,6 +186,16 @@ pub struct GradeFailure {
     pub message: String,
 }
 
+/// The result of one grade call with the judge exchanges it made.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recorded {
+    #[serde(flatten)]
+    pub graded: Graded,
+    /// Every judge request of the call, in order, with its answer or error.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub judge: Vec<JudgeExchange>,
+}
+
 /// The result of one grade call.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Graded {
@@ -210,6 +236,11 @@ pub enum LoadError {
     MetadataFailed(GradeFailure),
     #[error("metadata() returned an invalid description: {0}")]
     InvalidMetadata(String),
+    #[error(
+        "the component imports the `{interface}` interface but its metadata() does not list the \"{capability}\" \
+         capability: add it to `capabilities` (GraderInfo::capabilities in the SDK)"
+    )]
+    UndeclaredCapability { capability: String, interface: String },
 }
 
 /// A failure of the host itself, not of a grader.
@@ -217,6 +248,8 @@ pub enum LoadError {
 pub enum RuntimeError {
     #[error("could not configure the Wasm engine: {0}")]
     Engine(String),
+    #[error("the judge configuration is invalid: {0}")]
+    Judge(String),
 }
 
 /// A grader checked, compiled and pre-linked, ready to grade.
@@ -225,7 +258,17 @@ pub struct LoadedGrader {
     /// sha256 of the component bytes, lowercase hex.
     pub digest: String,
     pub size_bytes: usize,
-    pre: GraderPre<CallState>,
+    /// The component imports the `judge` interface (world `judge-grader`).
+    pub imports_judge: bool,
+    pre: JudgeGraderPre<CallState>,
+}
+
+impl LoadedGrader {
+    /// The world the component implements: [`JUDGE_WIT_WORLD`] when it
+    /// imports `judge`, else [`WIT_WORLD`].
+    pub fn world(&self) -> &'static str {
+        if self.imports_judge { JUDGE_WIT_WORLD } else { WIT_WORLD }
+    }
 }
 
 impl std::fmt::Debug for LoadedGrader {
@@ -234,6 +277,7 @@ impl std::fmt::Debug for LoadedGrader {
             .debug_struct("LoadedGrader")
             .field("info", &self.info)
             .field("digest", &self.digest)
+            .field("imports_judge", &self.imports_judge)
             .finish_non_exhaustive()
     }
 }
@@ -252,6 +296,9 @@ pub struct Runtime {
     linker: Linker<CallState>,
     config: RuntimeConfig,
     cache: Option<CompileCache>,
+    /// The operator's judge, when configured.
+    judge: Option<Arc<JudgeClient>>,
+    judge_counters: Arc<JudgeCounters>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -263,6 +310,10 @@ impl std::fmt::Debug for Runtime {
 impl Runtime {
     /// Builds the engine and starts the epoch ticker (it stops when the engine is dropped).
     pub fn new(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        if let Some(problems) = config.judge.as_ref().map(JudgeConfig::problems).filter(|problems| !problems.is_empty())
+        {
+            return Err(RuntimeError::Judge(problems.join("; ")));
+        }
         let mut engine_config = wasmtime::Config::new();
         engine_config.wasm_component_model(true);
         engine_config.consume_fuel(true);
@@ -286,13 +337,50 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|error| RuntimeError::Engine(format!("{error:#}")))?;
+        // Every grader may import `judge`; whether a call is answered is decided per call.
+        bindings::judge::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |state| state)
+            .map_err(|error| RuntimeError::Engine(format!("{error:#}")))?;
         start_epoch_ticker(&engine);
         let cache = config.cache_directory.clone().map(CompileCache::new);
-        Ok(Runtime { engine, linker, config, cache })
+        let judge_counters = Arc::new(JudgeCounters::default());
+        let judge = config.judge.clone().map(|judge| Arc::new(JudgeClient::new(judge, Arc::clone(&judge_counters))));
+        Ok(Runtime { engine, linker, config, cache, judge, judge_counters })
+    }
+
+    /// What the judge cost so far: model calls, failures, tokens, replays and refusals.
+    pub fn judge_stats(&self) -> JudgeStats {
+        self.judge_counters.snapshot()
+    }
+
+    /// The operator's judge settings, when a judge is configured.
+    pub fn judge_config(&self) -> Option<&JudgeConfig> {
+        self.config.judge.as_ref()
+    }
+
+    /// Whether `grader`, which imports the judge, may use it: a judge is
+    /// configured, the grader lists the capability (also checked at load) and
+    /// the operator allows its name. `Err` says why not.
+    fn judge_grant(&self, grader: &LoadedGrader) -> Result<Arc<JudgeClient>, String> {
+        let Some(client) = &self.judge else {
+            return Err("no judge model is configured".into());
+        };
+        if !grader.info.capabilities.iter().any(|capability| capability == JUDGE_CAPABILITY) {
+            return Err(format!("it does not list the {JUDGE_CAPABILITY:?} capability"));
+        }
+        if !client.config().allows(&grader.info.name) {
+            return Err("the operator has not allowed it".into());
+        }
+        Ok(Arc::clone(client))
     }
 
     pub fn limits(&self) -> &Limits {
         &self.config.limits
+    }
+
+    /// How many components were compiled because the on-disk cache did not
+    /// have them (`None` without a cache).
+    pub fn compiled_count(&self) -> Option<u64> {
+        self.cache.as_ref().map(CompileCache::compiled_count)
     }
 
     /// Checks, compiles and pre-links a component, then trial-instantiates it
@@ -316,15 +404,27 @@ impl Runtime {
             None => Component::new(&self.engine, wasm),
         }
         .map_err(|error| LoadError::Invalid(format!("{error:#}")))?;
+        // Any version of the interface counts: the linker decides whether it fits.
+        let judge_package = JUDGE_INTERFACE.split('@').next().unwrap_or(JUDGE_INTERFACE);
+        let imports_judge = component
+            .component_type()
+            .imports(&self.engine)
+            .any(|(name, _)| name.split('@').next() == Some(judge_package));
         let instance_pre =
             self.linker.instantiate_pre(&component).map_err(|error| LoadError::WrongWorld(format!("{error:#}")))?;
-        let pre = GraderPre::new(instance_pre).map_err(|error| LoadError::WrongWorld(format!("{error:#}")))?;
+        let pre = JudgeGraderPre::new(instance_pre).map_err(|error| LoadError::WrongWorld(format!("{error:#}")))?;
         let info = self.call_metadata(&pre)?;
-        Ok(LoadedGrader { info, digest, size_bytes: wasm.len(), pre })
+        if imports_judge && !info.capabilities.iter().any(|capability| capability == JUDGE_CAPABILITY) {
+            return Err(LoadError::UndeclaredCapability {
+                capability: JUDGE_CAPABILITY.into(),
+                interface: JUDGE_INTERFACE.into(),
+            });
+        }
+        Ok(LoadedGrader { info, digest, size_bytes: wasm.len(), imports_judge, pre })
     }
 
-    fn call_metadata(&self, pre: &GraderPre<CallState>) -> Result<GraderInfo, LoadError> {
-        let mut store = self.new_store();
+    fn call_metadata(&self, pre: &JudgeGraderPre<CallState>) -> Result<GraderInfo, LoadError> {
+        let mut store = self.new_store(None);
         // Type mismatches of the exports surface at instantiation.
         let instance = match pre.instantiate(&mut store) {
             Ok(instance) => instance,
@@ -344,18 +444,41 @@ impl Runtime {
         validate_info(raw, &self.config.limits)
     }
 
-    /// Grades one case with one grader in a fresh instance.
+    /// Grades one case with one grader in a fresh instance. A judge grader
+    /// may consult the model when granted; use [`Runtime::grade_recorded`]
+    /// to keep the exchanges.
     pub fn grade(&self, grader: &LoadedGrader, case: &Case, config: &str) -> Graded {
-        self.grade_sized(grader, case, case_size_bytes(case), config)
+        self.grade_sized(grader, case, case_size_bytes(case), config, &[]).graded
     }
 
-    /// [`Runtime::grade`] with the case's size already measured, so a batch
-    /// measures each case once rather than once per grader.
-    fn grade_sized(&self, grader: &LoadedGrader, case: &Case, case_bytes: usize, config: &str) -> Graded {
+    /// [`Runtime::grade`], returning the judge exchanges the call made. A
+    /// judge request equal to an unused exchange of `replay` that has an
+    /// answer gets that answer, without calling the model (in order, each
+    /// used once); any other request goes to the model when granted.
+    pub fn grade_recorded(
+        &self,
+        grader: &LoadedGrader,
+        case: &Case,
+        config: &str,
+        replay: &[JudgeExchange],
+    ) -> Recorded {
+        self.grade_sized(grader, case, case_size_bytes(case), config, replay)
+    }
+
+    /// [`Runtime::grade_recorded`] with the case's size already measured, so
+    /// a batch measures each case once rather than once per grader.
+    fn grade_sized(
+        &self,
+        grader: &LoadedGrader,
+        case: &Case,
+        case_bytes: usize,
+        config: &str,
+        replay: &[JudgeExchange],
+    ) -> Recorded {
         let limits = &self.config.limits;
         let input_bytes = case_bytes + config.len();
         if input_bytes > limits.input_bytes_max {
-            return Graded {
+            let graded = Graded {
                 outcome: Outcome::Failure(GradeFailure {
                     kind: FailureKind::InputTooLarge,
                     message: format!(
@@ -366,12 +489,22 @@ impl Runtime {
                 fuel_used: 0,
                 log: String::new(),
             };
+            return Recorded { graded, judge: Vec::new() };
         }
-        let mut store = self.new_store();
+        let session = grader.imports_judge.then(|| {
+            Box::new(JudgeSession::new(
+                &grader.info.name,
+                self.judge_grant(grader),
+                Arc::clone(&self.judge_counters),
+                replay,
+            ))
+        });
+        let mut store = self.new_store(session);
         let result =
             grader.pre.instantiate(&mut store).and_then(|instance| instance.call_grade(&mut store, case, config));
         let fuel_used = limits.grade_fuel_max.saturating_sub(store.get_fuel().unwrap_or(0));
         let log = store.data().log.text();
+        let judge = store.data_mut().judge.take().map(|session| session.into_exchanges()).unwrap_or_default();
         let outcome = match result {
             Ok(Ok(scores)) => match validate_scores(scores, &grader.info, limits) {
                 Ok(scores) => Outcome::Scores(scores),
@@ -388,15 +521,30 @@ impl Runtime {
                 Outcome::Failure(failure)
             }
         };
-        Graded { outcome, fuel_used, log }
+        Recorded { graded: Graded { outcome, fuel_used, log }, judge }
     }
 
     /// Grades every case with every grader, in parallel across cores. The
     /// result is indexed `[case][grader]`.
     pub fn grade_batch(&self, calls: &[GraderCall], cases: &[Case]) -> Vec<Vec<Graded>> {
+        self.grade_batch_recorded(calls, cases, &[])
+            .into_iter()
+            .map(|row| row.into_iter().map(|recorded| recorded.graded).collect())
+            .collect()
+    }
+
+    /// [`Runtime::grade_batch`] with the judge exchanges of every call. The
+    /// recorded exchanges offered for replay are indexed like the result,
+    /// `replay[case][grader]`; a missing entry offers none.
+    pub fn grade_batch_recorded(
+        &self,
+        calls: &[GraderCall],
+        cases: &[Case],
+        replay: &[Vec<Vec<JudgeExchange>>],
+    ) -> Vec<Vec<Recorded>> {
         let workers = std::thread::available_parallelism().map_or(1, usize::from).min(cases.len()).max(1);
         let next = AtomicUsize::new(0);
-        let mut rows: Vec<(usize, Vec<Graded>)> = std::thread::scope(|scope| {
+        let mut rows: Vec<(usize, Vec<Recorded>)> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|_| {
                     scope.spawn(|| {
@@ -405,9 +553,15 @@ impl Runtime {
                             let index = next.fetch_add(1, Ordering::Relaxed);
                             let Some(case) = cases.get(index) else { break };
                             let case_bytes = case_size_bytes(case);
+                            let offered = replay.get(index);
                             let row = calls
                                 .iter()
-                                .map(|call| self.grade_sized(&call.grader, case, case_bytes, &call.config))
+                                .enumerate()
+                                .map(|(grader_index, call)| {
+                                    let recorded = offered.and_then(|row| row.get(grader_index));
+                                    let recorded = recorded.map_or(&[][..], Vec::as_slice);
+                                    self.grade_sized(&call.grader, case, case_bytes, &call.config, recorded)
+                                })
                                 .collect();
                             rows.push((index, row));
                         }
@@ -421,17 +575,39 @@ impl Runtime {
         rows.into_iter().map(|(_, row)| row).collect()
     }
 
-    fn new_store(&self) -> Store<CallState> {
+    fn new_store(&self, judge: Option<Box<JudgeSession>>) -> Store<CallState> {
         let limits = &self.config.limits;
-        let mut store = Store::new(&self.engine, CallState::new(limits.memory_bytes_max, limits.log_bytes_max));
+        let mut state = CallState::new(limits.memory_bytes_max, limits.log_bytes_max);
+        let waits_for_judge = judge.is_some();
+        state.judge = judge;
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         // Fuel and the epoch deadline start at zero: set both for every call.
         store.set_fuel(limits.grade_fuel_max).expect("fuel is enabled in the engine config");
-        let ticks = limits.grade_deadline_ms.div_ceil(EPOCH_TICK.as_millis() as u64).max(1);
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        store.set_epoch_deadline(deadline_ticks(Duration::from_millis(limits.grade_deadline_ms)));
+        if waits_for_judge {
+            // Time spent waiting for the model is not the grader's: when the
+            // deadline passes, it is moved out by the time the judge took
+            // (the judge's own timeout bounds that time).
+            let deadline = Duration::from_millis(limits.grade_deadline_ms);
+            store.epoch_deadline_callback(move |context| {
+                let Some(session) = context.data().judge.as_ref() else { return Ok(UpdateDeadline::Interrupt) };
+                let used = session.started.elapsed().saturating_sub(session.waited);
+                Ok(match deadline.checked_sub(used) {
+                    Some(remaining) if !remaining.is_zero() => UpdateDeadline::Continue(deadline_ticks(remaining)),
+                    _ => UpdateDeadline::Interrupt,
+                })
+            });
+        } else {
+            store.epoch_deadline_trap();
+        }
         store
     }
+}
+
+/// Epoch ticks in `duration`, at least one.
+fn deadline_ticks(duration: Duration) -> u64 {
+    (duration.as_millis() as u64).div_ceil(EPOCH_TICK.as_millis() as u64).max(1)
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is gone.

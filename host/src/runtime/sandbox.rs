@@ -1,7 +1,9 @@
 //! The sandbox one grade call runs in: a deny-all WASI context with fixed
 //! clocks and randomness, a bounded log for stdout/stderr, and a memory limiter
-//! that remembers when it refused to grow.
+//! that remembers when it refused to grow. The one way out is the judge
+//! capability (`judge.rs`), and only through the host, when it is granted.
 
+use super::judge::JudgeSession;
 use bytes::Bytes;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -22,6 +24,9 @@ pub struct CallState {
     table: ResourceTable,
     pub limiter: MemoryLimiter,
     pub log: BoundedLog,
+    /// The judge as this call sees it; `None` for graders that do not import it
+    /// and for `metadata()`.
+    pub judge: Option<Box<JudgeSession>>,
 }
 
 impl CallState {
@@ -42,7 +47,7 @@ impl CallState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        CallState { wasi, table: ResourceTable::new(), limiter: MemoryLimiter::new(memory_bytes_max), log }
+        CallState { wasi, table: ResourceTable::new(), limiter: MemoryLimiter::new(memory_bytes_max), log, judge: None }
     }
 }
 
