@@ -77,6 +77,31 @@ impl Client {
         Ok(serde_json::from_str(&self.finish(request.send(body))?)?)
     }
 
+    /// Posts a body whose refusal still carries a report (trace ingest
+    /// answers 422 with the per-item report when every item is refused):
+    /// the JSON of a 2xx or 422 answer; other refusals are errors.
+    pub fn post_for_report(&self, path: &str, content_type: &str, body: &[u8]) -> anyhow::Result<Value> {
+        let request = self.authorize(self.agent.post(&self.url(path))).header("content-type", content_type);
+        let mut response = request
+            .send(body)
+            .map_err(|error| anyhow::anyhow!("could not reach the server at {}: {error}", self.base))?;
+        if response.status().as_u16() == 422 {
+            let text = response.body_mut().with_config().limit(RESPONSE_BYTES_MAX).read_to_string()?;
+            let report: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if report.get("rejected").is_some() {
+                return Ok(report);
+            }
+            let error = &report["error"];
+            return Err(Refused {
+                status: 422,
+                code: error["code"].as_str().unwrap_or("unknown").to_owned(),
+                message: error["message"].as_str().map(str::to_owned).unwrap_or(text),
+            }
+            .into());
+        }
+        Ok(serde_json::from_str(&self.finish(Ok(response))?)?)
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
