@@ -1,7 +1,15 @@
 include!("../host/build_support.rs");
 
-/// Graders written for the tests: hostile behaviour and a wrong world.
-const TEST_GRADERS: &[&str] = &["test-grader-hostile", "test-grader-wrong_world"];
+/// Graders written for the tests: hostile behaviour, a wrong world, a later
+/// `must_not_say` for the registry, a `metadata()` that traps, and a judge
+/// grader that does not declare the capability.
+const TEST_GRADERS: &[&str] = &[
+    "test-grader-hostile",
+    "test-grader-wrong_world",
+    "test-grader-must_not_say_next",
+    "test-grader-metadata_trap",
+    "test-grader-judge_undeclared",
+];
 
 fn main() {
     let components = build_components(TEST_GRADERS, "test-grader-wasm");

@@ -354,7 +354,7 @@ fn content_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Str
 }
 
 /// Reads `error` as text: a string, `null`, `false`, or any other JSON kept as text.
-fn error_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+pub(crate) fn error_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
     Ok(match Value::deserialize(deserializer)? {
         Value::Null | Value::Bool(false) => None,
         Value::String(text) if text.is_empty() => None,

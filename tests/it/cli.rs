@@ -19,7 +19,7 @@ fn graders_lists_the_reference_graders() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let listed = json(&output);
     let names: Vec<&str> = listed.as_array().unwrap().iter().map(|grader| grader["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["must_not_say", "must_call", "reference_match"]);
+    assert_eq!(names, ["must_not_say", "must_call", "reference_match", "llm_judge"]);
     assert!(listed[0]["digest"].as_str().unwrap().starts_with("sha256:"));
 
     let table = assay(&["graders"]);

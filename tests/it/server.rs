@@ -12,22 +12,32 @@ pub struct TestServer {
     pub store: Store,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    _directory: tempfile::TempDir,
+    directory: Option<tempfile::TempDir>,
+    /// The runtime the server grades with.
+    pub runtime: std::sync::Arc<assay::runtime::Runtime>,
 }
 
 impl TestServer {
     pub fn start() -> TestServer {
-        let directory = tempfile::tempdir().unwrap();
+        TestServer::start_in(tempfile::tempdir().unwrap(), None)
+    }
+
+    /// A server on the store in `directory` (a restart when it holds one
+    /// already), compiling graders through the cache in `cache_directory`.
+    pub fn start_in(directory: tempfile::TempDir, cache_directory: Option<std::path::PathBuf>) -> TestServer {
         let store = Store::open(directory.path()).unwrap();
         let admin_token = store.create_token("admin", Role::Admin, "test").unwrap().token;
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let (ready_sender, ready) = std::sync::mpsc::channel();
-        let runtime = assay::runtime::Runtime::new(assay::runtime::RuntimeConfig {
-            pooling: false,
-            ..assay::runtime::RuntimeConfig::default()
-        })
-        .unwrap();
-        let state = AppState::new(store.clone(), AuthMode::Tokens, std::sync::Arc::new(runtime)).unwrap();
+        let runtime = std::sync::Arc::new(
+            assay::runtime::Runtime::new(assay::runtime::RuntimeConfig {
+                pooling: false,
+                cache_directory,
+                ..assay::runtime::RuntimeConfig::default()
+            })
+            .unwrap(),
+        );
+        let state = AppState::new(store.clone(), AuthMode::Tokens, std::sync::Arc::clone(&runtime)).unwrap();
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
             runtime.block_on(async move {
@@ -47,7 +57,23 @@ impl TestServer {
             store,
             shutdown: Some(shutdown),
             thread: Some(thread),
-            _directory: directory,
+            directory: Some(directory),
+            runtime,
+        }
+    }
+
+    /// Stops the server and hands back its store's directory, to start another on it.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.shut_down();
+        self.directory.take().expect("the directory is held until stopped")
+    }
+
+    fn shut_down(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 
@@ -58,12 +84,7 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.shut_down();
     }
 }
 
@@ -129,6 +150,21 @@ impl TestServer {
             Some(&self.admin_token),
             Some(("application/json", body.to_string().into_bytes())),
         )
+    }
+
+    /// `POST` a JSON body as the holder of `token`.
+    pub fn post_as(&self, token: &str, path: &str, body: &Value) -> Reply {
+        call(
+            "POST",
+            &format!("{}{path}", self.base),
+            Some(token),
+            Some(("application/json", body.to_string().into_bytes())),
+        )
+    }
+
+    /// `GET` as the holder of `token`.
+    pub fn get_as(&self, token: &str, path: &str) -> Reply {
+        call("GET", &format!("{}{path}", self.base), Some(token), None)
     }
 
     pub fn import(&self, name: &str, jsonl: &str, note: &str) -> Reply {

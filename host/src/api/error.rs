@@ -59,6 +59,27 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<crate::registry::RegistryError> for ApiError {
+    fn from(error: crate::registry::RegistryError) -> ApiError {
+        use crate::registry::RegistryError;
+        match error {
+            RegistryError::Store(error) => error.into(),
+            RegistryError::Refused(error) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "refused_component",
+                format!("the component was refused: {error}"),
+            ),
+            RegistryError::Mismatch(message) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "metadata_mismatch", message)
+            }
+            RegistryError::TestsFailed(message) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "tests_failed", message)
+            }
+            error @ RegistryError::Retired { .. } => ApiError::new(StatusCode::CONFLICT, "retired", error.to_string()),
+        }
+    }
+}
+
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(rejection: axum::extract::rejection::JsonRejection) -> ApiError {
         let status = rejection.status();

@@ -4,19 +4,27 @@
 
 mod auth;
 mod datasets;
+mod demo_agent;
 mod error;
 mod experiments;
+mod graders;
+mod mining;
 mod openapi;
+mod queues;
+mod traces;
+mod ui;
 
 pub use auth::AuthMode;
+pub use demo_agent::{DemoAgent, serve_demo_agent};
 pub use error::ApiError;
+pub use traces::{TRACE_BODY_BYTES_MAX, TRACES_PER_BATCH_MAX};
 
-use crate::runtime::{LoadError, LoadedGrader, Runtime};
+use crate::registry::{Registry, RegistryError};
+use crate::runtime::Runtime;
 use crate::store::Store;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
-use std::collections::BTreeMap;
+use axum::routing::{delete, get, post, put};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -32,20 +40,20 @@ pub struct AppState {
     pub auth: Arc<AuthMode>,
     /// The Wasm runtime experiments grade with.
     pub runtime: Arc<Runtime>,
-    /// The reference graders by name, loaded (checked and compiled) once at
-    /// start so an experiment pays no compile time.
-    pub graders: Arc<BTreeMap<String, Arc<LoadedGrader>>>,
+    /// Published graders and what each name serves (hot-swappable).
+    pub registry: Arc<Registry>,
+    /// Experiments evaluating in the background, with their progress.
+    pub running: Arc<experiments::Running>,
 }
 
 impl AppState {
-    /// Loads every embedded reference grader into `runtime`. A refused grader
-    /// is a broken build, reported rather than served around.
-    pub fn new(store: Store, auth: AuthMode, runtime: Arc<Runtime>) -> Result<AppState, LoadError> {
-        let mut graders = BTreeMap::new();
-        for (name, bytes) in crate::graders::REFERENCE_GRADERS {
-            graders.insert((*name).to_owned(), Arc::new(runtime.load(bytes)?));
-        }
-        Ok(AppState { store, auth: Arc::new(auth), runtime, graders: Arc::new(graders) })
+    /// Opens the grader registry on `store` (publishing the reference graders
+    /// on first start) and loads what every grader name serves, so an
+    /// experiment pays no compile time. A refused built-in grader is a broken
+    /// build, reported rather than served around.
+    pub fn new(store: Store, auth: AuthMode, runtime: Arc<Runtime>) -> Result<AppState, RegistryError> {
+        let registry = Arc::new(Registry::open(Arc::clone(&runtime), store.clone())?);
+        Ok(AppState { store, auth: Arc::new(auth), runtime, registry, running: Arc::default() })
     }
 }
 
@@ -72,6 +80,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/datasets/{reference}/diff", get(datasets::diff))
         .route("/api/v1/datasets/{reference}/tags", get(datasets::tags))
         .route("/api/v1/datasets/{reference}/tags/{tag}", put(datasets::set_tag).delete(datasets::delete_tag))
+        // Trace batches and OTLP requests carry up to ten thousand traces.
+        .route(
+            "/api/v1/traces",
+            get(traces::list).post(traces::ingest).layer(DefaultBodyLimit::max(TRACE_BODY_BYTES_MAX)),
+        )
+        .route("/api/v1/traces/{project}/{id}", get(traces::show))
+        .route("/api/v1/traces/{project}/{id}/feedback", post(traces::add_feedback))
+        .route("/api/v1/projects", get(traces::projects))
+        .route("/api/v1/projects/{project}/retention", put(traces::set_retention))
+        // The OTLP/HTTP default path, outside /api/v1 so exporters need only the base URL.
+        .route("/v1/traces", post(traces::otlp_ingest).layer(DefaultBodyLimit::max(TRACE_BODY_BYTES_MAX)))
         // An experiment carries every agent run, so it may be as large as an import; the
         // route's own limit is applied after (and so overrides) the router-wide one.
         .route(
@@ -80,8 +99,40 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/experiments/compare", get(experiments::compare))
         .route("/api/v1/experiments/{id}", get(experiments::show))
+        .route("/api/v1/experiments/{id}/status", get(experiments::status))
+        .route("/api/v1/experiments/{id}/report", get(experiments::report))
+        .route("/api/v1/experiments/{id}/regrade", post(experiments::regrade))
+        .route("/api/v1/graders", get(graders::list))
+        .route("/api/v1/graders/{name}", get(graders::show))
+        .route(
+            "/api/v1/graders/{name}/versions/{version}",
+            post(graders::publish).layer(DefaultBodyLimit::max(graders::PUBLISH_BODY_BYTES_MAX)),
+        )
+        .route("/api/v1/graders/{name}/versions/{version}/retire", post(graders::retire))
+        .route("/api/v1/graders/{name}/promote", post(graders::promote))
+        .route("/api/v1/graders/{name}/rollback", post(graders::rollback))
+        .route(
+            "/api/v1/graders/{name}/shadow",
+            post(graders::shadow).layer(DefaultBodyLimit::max(IMPORT_BODY_BYTES_MAX)),
+        )
+        .route("/api/v1/shadow-reports/{id}", get(graders::shadow_report))
+        .route("/api/v1/queues", get(queues::list).post(queues::create))
+        .route("/api/v1/queues/{name}", get(queues::show))
+        .route("/api/v1/queues/{name}/items", get(queues::items).post(queues::add))
+        .route("/api/v1/queues/{name}/next", post(queues::next))
+        .route("/api/v1/queues/{name}/items/{item}/accept", post(queues::accept))
+        .route("/api/v1/queues/{name}/items/{item}/reject", post(queues::reject))
+        .route("/api/v1/queues/{name}/items/{item}/skip", post(queues::skip))
+        .route("/api/v1/queues/{name}/log", get(queues::log))
+        .route("/api/v1/mine", post(mining::mine))
+        .route("/api/v1/mining/templates", get(mining::templates))
+        .route("/api/v1/mining/rules", get(mining::rules).post(mining::create_rule))
+        .route("/api/v1/mining/rules/{name}", delete(mining::delete_rule))
+        .route("/api/v1/mining/rules/{name}/run", post(mining::run_rule))
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .merge(imports)
+        // The web UI at `/` and `/ui/*`; unknown `/api/...` paths still get the JSON 404.
+        .merge(ui::routes())
         .fallback(not_found)
         .with_state(state)
 }

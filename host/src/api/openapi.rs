@@ -106,9 +106,46 @@ pub const OPERATIONS: &[(&str, &str, &str, &str, Body)] = &[
     ("delete", "/api/v1/datasets/{reference}/tags/{tag}", "engineer", "Delete a tag", Body::None),
     (
         "post",
+        "/api/v1/traces",
+        "ingest",
+        "Ingest production traces: {project, traces: [...]}, a JSON list, or JSONL (?project=); at most 10,000 per request; each refused trace reported by index, the others stored (422 when all are refused)",
+        Body::Json,
+    ),
+    (
+        "get",
+        "/api/v1/traces",
+        "engineer, annotator",
+        "Traces of ?project=, newest first; since/until (7d, 24h, RFC 3339), limit (default 100, at most 1,000)",
+        Body::None,
+    ),
+    ("get", "/api/v1/traces/{project}/{id}", "engineer, annotator", "One trace", Body::None),
+    (
+        "post",
+        "/api/v1/traces/{project}/{id}/feedback",
+        "ingest",
+        "Add feedback {feedback: [{key, score, value, comment}]} or one object: 200 attached, 202 kept until the trace arrives",
+        Body::Json,
+    ),
+    ("get", "/api/v1/projects", "engineer, annotator", "Trace projects with counts and retention", Body::None),
+    (
+        "put",
+        "/api/v1/projects/{project}/retention",
+        "engineer",
+        "Set a project's retention {days} (null keeps traces forever)",
+        Body::Json,
+    ),
+    (
+        "post",
+        "/v1/traces",
+        "ingest",
+        "OTLP/HTTP JSON trace export (GenAI semantic conventions); protobuf is refused with 415",
+        Body::Json,
+    ),
+    (
+        "post",
         "/api/v1/experiments",
         "engineer",
-        "Run an experiment {dataset: name@ref, name, graders: [{name, config}], outputs: [agent runs], metadata, gates}: grade with the reference graders, store every score with provenance, answer with summary and gate results",
+        "Run an experiment {dataset: name@ref, name, graders: [{name, config}], metadata, gates, severity_weights, baseline, max_regressions} with either outputs: [agent runs] (graded at once: 201 with summary and gate results) or target: {url, max_concurrency, timeout_ms, retries, backoff_ms} (the server calls the agent once per example: 202, then follow /status)",
         Body::Json,
     ),
     ("get", "/api/v1/experiments", "engineer", "List experiments, newest first (?dataset=NAME)", Body::None),
@@ -120,6 +157,165 @@ pub const OPERATIONS: &[(&str, &str, &str, &str, Body)] = &[
         Body::None,
     ),
     ("get", "/api/v1/experiments/{id}", "engineer", "One experiment with every per-example result", Body::None),
+    (
+        "get",
+        "/api/v1/experiments/{id}/status",
+        "engineer",
+        "Status (running, completed, failed) and, while running, the phase and examples done; ?wait_ms=N waits up to N ms for a running experiment to finish",
+        Body::None,
+    ),
+    (
+        "get",
+        "/api/v1/experiments/{id}/report",
+        "engineer",
+        "The CI report of a completed experiment: ?format=junit (JUnit XML) or ?format=markdown",
+        Body::None,
+    ),
+    (
+        "post",
+        "/api/v1/experiments/{id}/regrade",
+        "engineer",
+        "Grade the stored runs again without calling the agent {name, graders, metadata, gates, severity_weights, baseline, max_regressions}; with no graders named, the same pins (identical scores)",
+        Body::Json,
+    ),
+    (
+        "get",
+        "/api/v1/graders",
+        "engineer, publisher, annotator",
+        "Every grader: the version its name serves and all published versions",
+        Body::None,
+    ),
+    (
+        "get",
+        "/api/v1/graders/{name}",
+        "engineer, publisher, annotator",
+        "A grader's versions (digest, score keys, capabilities, retired), its alias and the alias history",
+        Body::None,
+    ),
+    (
+        "post",
+        "/api/v1/graders/{name}/versions/{version}",
+        "publisher",
+        "Publish a component (application/wasm, or multipart/form-data with `component` and optional `tests` [{example, run, config, expect: {key: value}}]): checked against the world, trial-run, its metadata must say this name and version, its tests must pass; immutable once published (201; 200 for the same bytes again)",
+        Body::Wasm,
+    ),
+    (
+        "post",
+        "/api/v1/graders/{name}/versions/{version}/retire",
+        "publisher",
+        "Retire a version that is not served: kept for provenance, refused for new evaluations",
+        Body::None,
+    ),
+    (
+        "post",
+        "/api/v1/graders/{name}/promote",
+        "publisher",
+        "Serve {version} from the next grading call on, optionally only if {shadow_report} shows at least {min_agreement} (default 0.95) against what is served now",
+        Body::Json,
+    ),
+    (
+        "post",
+        "/api/v1/graders/{name}/rollback",
+        "publisher",
+        "Serve what was served before the current version was promoted",
+        Body::None,
+    ),
+    (
+        "post",
+        "/api/v1/graders/{name}/shadow",
+        "publisher, engineer",
+        "Grade the same pairs with the served version and {candidate} ({experiment} runs, or {dataset, outputs}); store and answer the agreement report",
+        Body::Json,
+    ),
+    ("get", "/api/v1/shadow-reports/{id}", "publisher, engineer", "A stored shadow report", Body::None),
+    (
+        "get",
+        "/api/v1/queues",
+        "engineer, annotator",
+        "Annotation queues with progress (pending, reserved, accepted, rejected)",
+        Body::None,
+    ),
+    (
+        "post",
+        "/api/v1/queues",
+        "engineer",
+        "Create a queue {name, description, dataset, instructions, required_metadata: [keys], reservation_seconds}",
+        Body::Json,
+    ),
+    (
+        "get",
+        "/api/v1/queues/{name}",
+        "engineer, annotator",
+        "A queue with progress by state and by reviewer",
+        Body::None,
+    ),
+    ("get", "/api/v1/queues/{name}/items", "engineer, annotator", "Every item of a queue, in order", Body::None),
+    (
+        "post",
+        "/api/v1/queues/{name}/items",
+        "engineer",
+        "Queue stored traces {items: [{project, trace_id}]}; a trace is queued once per queue",
+        Body::Json,
+    ),
+    (
+        "post",
+        "/api/v1/queues/{name}/next",
+        "annotator",
+        "Reserve the next item for the caller: {item: {id, trace, draft, reserved_until}} or {item: null}",
+        Body::None,
+    ),
+    (
+        "post",
+        "/api/v1/queues/{name}/items/{item}/accept",
+        "annotator",
+        "Accept a reserved item {example, note}: a new dataset version with source, trace_id and annotator; 409 reservation_expired | not_reserved_by_you | already_decided",
+        Body::Json,
+    ),
+    (
+        "post",
+        "/api/v1/queues/{name}/items/{item}/reject",
+        "annotator",
+        "Reject a reserved item {reason}, kept in the discard log",
+        Body::Json,
+    ),
+    (
+        "post",
+        "/api/v1/queues/{name}/items/{item}/skip",
+        "annotator",
+        "Release a reserved item; it is not offered to the caller again",
+        Body::None,
+    ),
+    (
+        "get",
+        "/api/v1/queues/{name}/log",
+        "engineer, annotator",
+        "The discard log: rejected items with reviewer and reason",
+        Body::None,
+    ),
+    (
+        "post",
+        "/api/v1/mine",
+        "engineer",
+        "Mine a project {project, filter (LangSmith grammar), since (7d | RFC 3339), until, sample (0-1], queue, dry_run}: matched, sampled, queued, skipped (in dataset, already queued)",
+        Body::Json,
+    ),
+    (
+        "get",
+        "/api/v1/mining/templates",
+        "engineer",
+        "The standard rules: negative feedback, errors, latency outliers, low judge score, 1% sample",
+        Body::None,
+    ),
+    ("get", "/api/v1/mining/rules", "engineer", "Saved mining rules with their last run", Body::None),
+    (
+        "post",
+        "/api/v1/mining/rules",
+        "engineer",
+        "Save a rule {name, project, template | filter, window, sample_rate, queue, schedule (e.g. 1h)}",
+        Body::Json,
+    ),
+    ("delete", "/api/v1/mining/rules/{name}", "engineer", "Delete a rule", Body::None),
+    ("post", "/api/v1/mining/rules/{name}/run", "engineer", "Run a saved rule now {dry_run}", Body::Json),
 ];
 
 /// The kind of request body an operation takes.
@@ -128,6 +324,8 @@ pub enum Body {
     None,
     Json,
     Jsonl,
+    /// A WebAssembly component, or multipart/form-data with the component and its tests.
+    Wasm,
 }
 
 pub async fn document() -> Json<Value> {
@@ -160,6 +358,15 @@ pub fn build() -> Value {
             Body::Jsonl => {
                 operation["requestBody"] =
                     json!({"required": true, "content": {"application/x-ndjson": {"schema": {"type": "string"}}}})
+            }
+            Body::Wasm => {
+                operation["requestBody"] = json!({"required": true, "content": {
+                    "application/wasm": {"schema": {"type": "string", "format": "binary"}},
+                    "multipart/form-data": {"schema": {"type": "object", "properties": {
+                        "component": {"type": "string", "format": "binary"},
+                        "tests": {"type": "string"}
+                    }, "required": ["component"]}}
+                }})
             }
         }
         paths.entry(path.to_string()).or_insert_with(|| json!({}))[method] = operation;

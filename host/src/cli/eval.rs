@@ -2,7 +2,9 @@
 //! on the scores. The offline mode reads both from files and needs no server,
 //! so a CI job gates a pull request with the very graders the server runs.
 
+use super::client::encode;
 use super::{EXIT_FAILED, SandboxArgs};
+use crate::agent::Target;
 use crate::eval::gate::metadata_values;
 use crate::eval::junit::junit;
 use crate::eval::markdown::markdown;
@@ -10,6 +12,7 @@ use crate::eval::summary::KeySummary;
 use crate::eval::{
     Evaluation, Gate, GateResult, GraderPin, LineError, SeverityWeights, Summary, SummaryConfig, inputs,
 };
+use crate::model::Example;
 use crate::runtime::{GraderCall, Outcome, WIT_WORLD};
 use anyhow::Context as _;
 use clap::Args;
@@ -38,7 +41,7 @@ pub struct EvalArgs {
     dataset_file: Option<PathBuf>,
     /// A dataset on the server, `NAME@REF` (`triage-golden@v1.0`, `name@17`): the server grades with its
     /// reference graders and stores the experiment (server mode; see --server and --token).
-    #[arg(long, value_name = "NAME@REF", conflicts_with_all = ["junit", "summary", "severity_weights"])]
+    #[arg(long, value_name = "NAME@REF")]
     dataset: Option<String>,
     /// Server mode: the experiment's name prefix; the server appends the experiment id.
     #[arg(long, value_name = "PREFIX", requires = "dataset")]
@@ -54,8 +57,32 @@ pub struct EvalArgs {
     token: Option<String>,
     /// The agent's outputs: a JSONL file, one agent run per line, matched to its example by `example_id`.
     /// An example with no run is graded as an agent error.
-    #[arg(long, value_name = "FILE")]
-    outputs: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "target", conflicts_with = "target")]
+    outputs: Option<PathBuf>,
+    /// The agent's endpoint instead of a file: called once per example with POST {"example_id", "inputs"},
+    /// answering with an agent run. In server mode the server calls it. A call that fails after every retry
+    /// is recorded as that example's agent error.
+    #[arg(long, value_name = "URL")]
+    target: Option<String>,
+    /// Calls to the target in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "target")]
+    max_concurrency: usize,
+    /// Deadline of one call to the target, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 30_000, requires = "target")]
+    target_timeout_ms: u64,
+    /// Retries of a call to the target on 5xx, 429, timeouts and broken connections.
+    #[arg(long, value_name = "N", default_value_t = 2, requires = "target")]
+    retries: u32,
+    /// Wait before the first retry, in milliseconds; doubled for each further one.
+    #[arg(long, value_name = "MS", default_value_t = 200, requires = "target")]
+    backoff_ms: u64,
+    /// Server mode: an experiment to compare with; the evaluation fails when more than --max-regressions
+    /// examples score lower on some key than they did there.
+    #[arg(long, value_name = "EXPERIMENT", requires = "dataset")]
+    baseline: Option<String>,
+    /// Examples that may regress against --baseline [default: 0].
+    #[arg(long, value_name = "N", requires = "baseline")]
+    max_regressions: Option<usize>,
     /// A grader to run: a reference grader's name or the path of a component (.wasm). Repeat for several
     /// [default: must_not_say and must_call].
     #[arg(long = "grader", value_name = "GRADER")]
@@ -95,29 +122,71 @@ pub fn run(arguments: EvalArgs) -> anyhow::Result<ExitCode> {
         severity_weights.set(text)?;
     }
     let mut configs = parse_grader_configs(&arguments.grader_configs)?;
+    let target = arguments.target.as_ref().map(|url| Target {
+        url: url.clone(),
+        max_concurrency: arguments.max_concurrency,
+        timeout_ms: arguments.target_timeout_ms,
+        retries: arguments.retries,
+        backoff_ms: arguments.backoff_ms,
+    });
+    if let Some(target) = &target
+        && let Some((field, reason)) = target.problems().into_iter().next()
+    {
+        let option = match field {
+            "url" => "--target",
+            "timeout_ms" => "--target-timeout-ms",
+            "max_concurrency" => "--max-concurrency",
+            "backoff_ms" => "--backoff-ms",
+            _ => "--retries",
+        };
+        anyhow::bail!("{option}: {reason}");
+    }
     let Some(dataset_file) = arguments.dataset_file.clone() else {
-        return run_on_server(arguments, configs);
+        return run_on_server(arguments, configs, target, severity_weights);
     };
 
     let dataset = InputFile::read(&dataset_file)?;
-    let outputs = InputFile::read(&arguments.outputs)?;
     let examples = inputs::parse_examples(&dataset.text).map_err(|errors| dataset.refused(errors))?;
-    let runs = inputs::parse_runs(&outputs.text).map_err(|errors| outputs.refused(errors))?;
-    let pairing = inputs::pair_runs(examples, runs);
-    for (line, example_id) in &pairing.unknown_runs {
-        eprintln!(
-            "warning: {}:{line}: a run for example {example_id:?}, which is not in {}; ignored",
-            outputs.shown, dataset.shown
-        );
-    }
-    if !pairing.missing_runs.is_empty() {
-        eprintln!(
-            "warning: {} has no run for {} example(s) ({}); graded as agent errors",
-            outputs.shown,
-            pairing.missing_runs.len(),
-            shortened_list(&pairing.missing_runs)
-        );
-    }
+    let (pairing, outputs) = match (&arguments.outputs, &target) {
+        (Some(path), _) => {
+            let outputs = InputFile::read(path)?;
+            let runs = inputs::parse_runs(&outputs.text).map_err(|errors| outputs.refused(errors))?;
+            let pairing = inputs::pair_runs(examples, runs);
+            for (line, example_id) in &pairing.unknown_runs {
+                eprintln!(
+                    "warning: {}:{line}: a run for example {example_id:?}, which is not in {}; ignored",
+                    outputs.shown, dataset.shown
+                );
+            }
+            if !pairing.missing_runs.is_empty() {
+                eprintln!(
+                    "warning: {} has no run for {} example(s) ({}); graded as agent errors",
+                    outputs.shown,
+                    pairing.missing_runs.len(),
+                    shortened_list(&pairing.missing_runs)
+                );
+            }
+            (pairing, outputs.provenance())
+        }
+        (None, Some(target)) => {
+            let examples: Vec<Example> = examples.into_iter().map(|(_, example)| example).collect();
+            let bar = progress_bar(
+                examples.len() as u64,
+                "calling the agent {bar:40.cyan/blue} {pos}/{len} examples ({eta} left)",
+            );
+            let (runs, stats) = target.run(&examples, &|done| bar.set_position(done as u64));
+            bar.finish_and_clear();
+            if stats.agent_errors > 0 {
+                eprintln!(
+                    "warning: the agent failed on {} of {} example(s) after {} attempt(s) in all; graded as agent errors",
+                    stats.agent_errors, stats.calls, stats.attempts
+                );
+            }
+            let pairs = examples.into_iter().zip(runs).collect();
+            (inputs::Pairing { pairs, missing_runs: Vec::new(), unknown_runs: Vec::new() }, json!({"target": target}))
+        }
+        (None, None) => anyhow::bail!("give the agent's runs with --outputs FILE or --target URL"),
+    };
 
     let runtime = arguments.sandbox.runtime()?;
     let grader_names: Vec<String> = if arguments.graders.is_empty() {
@@ -156,18 +225,11 @@ pub fn run(arguments: EvalArgs) -> anyhow::Result<ExitCode> {
         gate.resolve(&pins, &metadata)?;
     }
 
-    let progress = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(pairing.pairs.len() as u64);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "grading {bar:40.cyan/blue} {pos}/{len} examples × {msg} graders ({eta} left)",
-        ) {
-            bar.set_style(style);
-        }
-        bar.set_message(calls.len().to_string());
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let progress = progress_bar(
+        pairing.pairs.len() as u64,
+        "grading {bar:40.cyan/blue} {pos}/{len} examples × {msg} graders ({eta} left)",
+    );
+    progress.set_message(calls.len().to_string());
     let evaluation =
         Evaluation::run(&runtime, pins, &calls, &pairing.pairs, &mut |done| progress.set_position(done as u64));
     progress.finish_and_clear();
@@ -188,7 +250,7 @@ pub fn run(arguments: EvalArgs) -> anyhow::Result<ExitCode> {
         let report = json!({
             "passed": passed,
             "dataset_file": dataset.provenance(),
-            "outputs_file": outputs.provenance(),
+            "outputs": outputs,
             "world": WIT_WORLD,
             "graders": evaluation.graders,
             "gates": results,
@@ -206,14 +268,17 @@ pub fn run(arguments: EvalArgs) -> anyhow::Result<ExitCode> {
     Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
 }
 
-/// Server mode: send the outputs to the server, which grades, stores and gates
-/// them as an experiment. Same exit codes as offline: a refusal of the input
-/// (unknown dataset, bad gate) is a usage error (2), a failed gate is 1.
-fn run_on_server(arguments: EvalArgs, mut configs: BTreeMap<String, Value>) -> anyhow::Result<ExitCode> {
+/// Server mode: send the outputs (or the target) to the server, which grades,
+/// stores and gates them as an experiment. Same exit codes as offline: a
+/// refusal of the input (unknown dataset, bad gate) is a usage error (2), a
+/// failed gate is 1.
+fn run_on_server(
+    arguments: EvalArgs,
+    mut configs: BTreeMap<String, Value>,
+    target: Option<Target>,
+    severity_weights: SeverityWeights,
+) -> anyhow::Result<ExitCode> {
     let dataset = arguments.dataset.clone().context("--dataset or --dataset-file is required")?;
-    let outputs = InputFile::read(&arguments.outputs)?;
-    let runs = inputs::parse_runs(&outputs.text).map_err(|errors| outputs.refused(errors))?;
-    let runs: Vec<Value> = runs.into_iter().map(|(_, run)| serde_json::to_value(run)).collect::<Result<_, _>>()?;
     let grader_names: Vec<String> = if arguments.graders.is_empty() {
         DEFAULT_GRADERS.iter().map(|name| name.to_string()).collect()
     } else {
@@ -234,9 +299,30 @@ fn run_on_server(arguments: EvalArgs, mut configs: BTreeMap<String, Value>) -> a
         let (key, value) = text.split_once('=').with_context(|| format!("--metadata {text:?}: expected KEY=VALUE"))?;
         metadata.insert(key.trim().to_owned(), Value::String(value.to_owned()));
     }
-    let mut body = json!({"dataset": dataset, "graders": graders, "outputs": runs, "metadata": metadata, "gates": arguments.gates});
+    let mut body = json!({
+        "dataset": dataset,
+        "graders": graders,
+        "metadata": metadata,
+        "gates": arguments.gates,
+        "severity_weights": severity_weights,
+    });
+    match (&arguments.outputs, target) {
+        (Some(path), _) => {
+            let outputs = InputFile::read(path)?;
+            let runs = inputs::parse_runs(&outputs.text).map_err(|errors| outputs.refused(errors))?;
+            let runs: Vec<Value> =
+                runs.into_iter().map(|(_, run)| serde_json::to_value(run)).collect::<Result<_, _>>()?;
+            body["outputs"] = json!(runs);
+        }
+        (None, Some(target)) => body["target"] = serde_json::to_value(target)?,
+        (None, None) => anyhow::bail!("give the agent's runs with --outputs FILE or --target URL"),
+    }
     if let Some(name) = &arguments.name {
         body["name"] = json!(name);
+    }
+    if let Some(baseline) = &arguments.baseline {
+        body["baseline"] = json!(baseline);
+        body["max_regressions"] = json!(arguments.max_regressions.unwrap_or(0));
     }
     let client = super::client::Client::new(&super::client::ClientArgs {
         server: arguments.server.clone(),
@@ -244,8 +330,31 @@ fn run_on_server(arguments: EvalArgs, mut configs: BTreeMap<String, Value>) -> a
         json: arguments.json,
     });
     // The input was refused: that is bad usage here, not a gate verdict.
-    let reply = client.send_json("POST", "/api/v1/experiments", &body).map_err(|error| anyhow::anyhow!("{error:#}"))?;
-    let passed = reply["passed"].as_bool().unwrap_or(false);
+    let mut reply =
+        client.send_json("POST", "/api/v1/experiments", &body).map_err(|error| anyhow::anyhow!("{error:#}"))?;
+    let id = reply["experiment"]["id"].as_str().context("the server answered without an experiment id")?.to_owned();
+    if reply["experiment"]["status"] == "running" {
+        let experiment = follow(&client, &id)?;
+        reply = json!({"experiment": experiment});
+    }
+    let experiment = &reply["experiment"];
+    if experiment["status"] != "completed" {
+        anyhow::bail!(
+            "experiment {id} {}: {}",
+            experiment["status"].as_str().unwrap_or("did not complete"),
+            experiment["error"].as_str().unwrap_or("no reason given")
+        );
+    }
+    let passed = experiment["gates"].as_array().is_some_and(|gates| gates.iter().all(|gate| gate["holds"] == true));
+    for (path, format, what) in
+        [(&arguments.junit, "junit", "JUnit report"), (&arguments.summary, "markdown", "Markdown summary")]
+    {
+        if let Some(path) = path {
+            let text = client.get_text(&format!("/api/v1/experiments/{}/report?format={format}", encode(&id)))?;
+            std::fs::write(path, text).with_context(|| format!("could not write the {what} {}", path.display()))?;
+        }
+    }
+    reply["passed"] = json!(passed);
     if arguments.json {
         println!("{}", serde_json::to_string_pretty(&reply)?);
     } else {
@@ -254,8 +363,42 @@ fn run_on_server(arguments: EvalArgs, mut configs: BTreeMap<String, Value>) -> a
     Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
 }
 
+/// Follows a running experiment with a progress bar until it completes or
+/// fails, and returns its record.
+fn follow(client: &super::client::Client, id: &str) -> anyhow::Result<Value> {
+    // The server answers as soon as the experiment finishes, or after this long with its progress.
+    const UPDATE_MS: u64 = 250;
+    let bar = progress_bar(0, "{msg} {bar:40.cyan/blue} {pos}/{len} examples");
+    loop {
+        let status = client.get(&format!("/api/v1/experiments/{}/status?wait_ms={UPDATE_MS}", encode(id)))?;
+        if status["status"] != "running" {
+            bar.finish_and_clear();
+            return Ok(client.get(&format!("/api/v1/experiments/{}", encode(id)))?["experiment"].take());
+        }
+        bar.set_length(status["total"].as_u64().unwrap_or(0));
+        bar.set_position(status["done"].as_u64().unwrap_or(0));
+        bar.set_message(match status["phase"].as_str() {
+            Some("calling_agent") => "calling the agent",
+            Some("grading") => "grading",
+            _ => "storing",
+        });
+    }
+}
+
+/// A progress bar on stderr when it is a terminal, else a hidden one.
+fn progress_bar(length: u64, template: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(length);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
 /// The terminal report of a server experiment: its name, scores per key and gates.
-fn human_from_server(reply: &Value) -> String {
+pub(super) fn human_from_server(reply: &Value) -> String {
     use std::fmt::Write as _;
     let experiment = &reply["experiment"];
     let mut out = String::new();
@@ -351,7 +494,7 @@ impl InputFile {
 }
 
 /// `GRADER=JSON` pairs; each JSON must be an object, each grader named once.
-fn parse_grader_configs(texts: &[String]) -> anyhow::Result<BTreeMap<String, Value>> {
+pub(super) fn parse_grader_configs(texts: &[String]) -> anyhow::Result<BTreeMap<String, Value>> {
     let mut configs = BTreeMap::new();
     for text in texts {
         let (grader, config) =

@@ -22,6 +22,8 @@ pub struct ServeArgs {
     /// Seed the demo golden dataset `triage-golden` (after-hours medical triage) if it is missing.
     #[arg(long)]
     demo: bool,
+    #[command(flatten)]
+    judge: super::JudgeArgs,
 }
 
 /// The demo golden dataset: after-hours triage examples across severities and personas.
@@ -36,6 +38,11 @@ pub fn run(arguments: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let store = Store::open(&arguments.data)
         .with_context(|| format!("could not open the store in {}", arguments.data.display()))?;
+    // Nothing runs in a process that just started: an experiment still marked running was cut short.
+    let interrupted = store.fail_interrupted_experiments("the server stopped while the experiment ran")?;
+    if interrupted > 0 {
+        eprintln!("marked {interrupted} experiment(s) cut short by the last stop as failed");
+    }
     if arguments.demo {
         seed_demo(&store)?;
     }
@@ -50,11 +57,20 @@ pub fn run(arguments: ServeArgs) -> anyhow::Result<ExitCode> {
         }
         AuthMode::Tokens
     };
-    // The reference graders are checked and compiled once, here, not per experiment.
-    let grading = crate::runtime::Runtime::new(crate::runtime::RuntimeConfig::default())
-        .context("could not start the grader runtime")?;
-    let state = AppState::new(store, auth, std::sync::Arc::new(grading))
-        .context("a reference grader built into this binary was refused")?;
+    // Every served grader is checked and compiled once, here, not per experiment.
+    // Compiled graders are cached beside the data, so a restart deserializes instead of recompiling.
+    let judge = arguments.judge.config()?;
+    if let Some(judge) = &judge {
+        eprintln!("judge: model {} at {}, allowed to: {}", judge.model, judge.url, judge.allowed.join(", "));
+    }
+    let grading = crate::runtime::Runtime::new(crate::runtime::RuntimeConfig {
+        cache_directory: Some(arguments.data.join("compiled")),
+        judge,
+        ..crate::runtime::RuntimeConfig::default()
+    })
+    .context("could not start the grader runtime")?;
+    let state =
+        AppState::new(store, auth, std::sync::Arc::new(grading)).context("could not open the grader registry")?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(arguments.addr)
@@ -66,11 +82,79 @@ pub fn run(arguments: ServeArgs) -> anyhow::Result<ExitCode> {
             listener.local_addr()?,
             arguments.data.display()
         );
+        // Dropped with the runtime when the server stops.
+        tokio::spawn(apply_retention_periodically(state.store.clone()));
+        tokio::spawn(run_mining_rules_periodically(state.store.clone()));
         crate::api::serve(listener, state, shutdown_signal()).await?;
         eprintln!("assay: stopped");
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How often the server drops traces past their project's retention.
+const RETENTION_INTERVAL_SECONDS: u64 = 3_600;
+/// How often the server looks for scheduled mining rules that are due.
+const MINING_CHECK_SECONDS: u64 = 60;
+
+/// Applies trace retention and compacts trace segments at start and then
+/// every hour (a first run on a large store walks many keys).
+async fn apply_retention_periodically(store: Store) {
+    periodically(store, RETENTION_INTERVAL_SECONDS, "trace retention", |store, now_ms| {
+        let report = store.apply_retention(now_ms)?;
+        if report != crate::store::RetentionReport::default() {
+            tracing::info!(
+                traces = report.traces,
+                pending_feedback = report.pending_feedback,
+                pending_spans = report.pending_spans,
+                "retention removed expired traces"
+            );
+        }
+        // Small ingest calls (OTLP exports) leave small segments: merge them so scans stay fast.
+        let compaction = store.compact_traces()?;
+        if compaction.segments_merged > 0 {
+            tracing::info!(
+                merged = compaction.segments_merged,
+                written = compaction.segments_written,
+                "compacted trace segments"
+            );
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Runs every scheduled mining rule whose schedule has come round, checking once a minute.
+async fn run_mining_rules_periodically(store: Store) {
+    periodically(store, MINING_CHECK_SECONDS, "scheduled mining", |store, now_ms| {
+        for report in crate::mining::run_due_rules(store, now_ms)? {
+            tracing::info!(rule = %report.rule, matched = report.matched, queued = report.queued,
+                "a scheduled mining rule ran");
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Runs `job` at start and then every `seconds`, on a blocking thread, logging its failures.
+async fn periodically(
+    store: Store,
+    seconds: u64,
+    what: &'static str,
+    job: fn(&Store, i64) -> Result<(), crate::store::StoreError>,
+) {
+    let mut interval = tokio::time::interval(std::time::Duration::from_secs(seconds));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let store = store.clone();
+        let now_ms = crate::store::now_ms();
+        match tokio::task::spawn_blocking(move || job(&store, now_ms)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "{what} failed"),
+            Err(error) => tracing::error!(%error, "{what} stopped"),
+        }
+    }
 }
 
 fn seed_demo(store: &Store) -> anyhow::Result<()> {
@@ -93,7 +177,7 @@ fn seed_demo(store: &Store) -> anyhow::Result<()> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(super) async fn shutdown_signal() {
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
     };

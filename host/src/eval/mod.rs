@@ -11,6 +11,7 @@ pub mod gate;
 pub mod inputs;
 pub mod junit;
 pub mod markdown;
+pub mod shadow;
 pub mod summary;
 
 pub use gate::{Gate, GateResult, GateSyntaxError, Operator, Slice};
@@ -18,9 +19,9 @@ pub use inputs::{LineError, Pairing, pair_runs, parse_examples, parse_runs};
 pub use summary::{KeySummary, SeverityWeights, SliceSummary, Summary, SummaryConfig};
 
 use crate::model::{AgentRun, Example};
-use crate::runtime::{GradeFailure, Graded, GraderCall, Outcome, Runtime, Score, to_case};
+use crate::runtime::{GradeFailure, Graded, GraderCall, JudgeExchange, Outcome, Runtime, Score, to_case};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The graders run when none is named, by `assay eval` and by experiments.
 pub const DEFAULT_GRADERS: &[&str] = &["must_not_say", "must_call"];
@@ -89,6 +90,35 @@ pub enum KeyOutcome<'a> {
     NotScored,
 }
 
+/// Judge exchanges recorded by an earlier evaluation, by example id and
+/// grader name, for a re-grade to replay instead of asking the model again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JudgeReplay {
+    recorded: HashMap<(String, String), Vec<JudgeExchange>>,
+}
+
+impl JudgeReplay {
+    /// Offers `exchanges` to `grader` when it grades the example `example_id`.
+    pub fn insert(&mut self, example_id: &str, grader: &str, exchanges: Vec<JudgeExchange>) {
+        if !exchanges.is_empty() {
+            self.recorded.insert((example_id.to_owned(), grader.to_owned()), exchanges);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.recorded.is_empty()
+    }
+
+    /// The exchanges offered to `grader` on `example_id`.
+    pub fn get(&self, example_id: &str, grader: &str) -> &[JudgeExchange] {
+        self.recorded.get(&(example_id.to_owned(), grader.to_owned())).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The judge exchanges of an evaluation, `[example][grader]`, in the order
+/// of its examples and graders (empty for graders that made none).
+pub type JudgeRecords = Vec<Vec<Vec<JudgeExchange>>>;
+
 impl Evaluation {
     /// Grades every pair with every grader. `on_progress` is told how many
     /// examples have been graded so far, after each batch.
@@ -99,11 +129,39 @@ impl Evaluation {
         pairs: &[(Example, AgentRun)],
         on_progress: &mut dyn FnMut(usize),
     ) -> Evaluation {
+        Evaluation::run_recorded(runtime, graders, calls, pairs, &JudgeReplay::default(), on_progress).0
+    }
+
+    /// [`Evaluation::run`], also returning every judge exchange the graders
+    /// made, and answering judge requests from `replay` where it has an
+    /// equal recorded request (see [`Runtime::grade_recorded`]).
+    pub fn run_recorded(
+        runtime: &Runtime,
+        graders: Vec<GraderPin>,
+        calls: &[GraderCall],
+        pairs: &[(Example, AgentRun)],
+        replay: &JudgeReplay,
+        on_progress: &mut dyn FnMut(usize),
+    ) -> (Evaluation, JudgeRecords) {
         let mut examples = Vec::with_capacity(pairs.len());
+        let mut judge = Vec::with_capacity(pairs.len());
         for batch in pairs.chunks(CASES_PER_BATCH) {
             let cases: Vec<_> = batch.iter().map(|(example, run)| to_case(example, run)).collect();
-            let rows = runtime.grade_batch(calls, &cases);
-            for ((example, run), grades) in batch.iter().zip(rows) {
+            let offered: Vec<Vec<Vec<JudgeExchange>>> = if replay.is_empty() {
+                Vec::new()
+            } else {
+                batch
+                    .iter()
+                    .map(|(example, _)| {
+                        let example_id = example.id.as_deref().unwrap_or_default();
+                        calls.iter().map(|call| replay.get(example_id, &call.grader.info.name).to_vec()).collect()
+                    })
+                    .collect()
+            };
+            let rows = runtime.grade_batch_recorded(calls, &cases, &offered);
+            for ((example, run), row) in batch.iter().zip(rows) {
+                let (grades, exchanges) = row.into_iter().map(|recorded| (recorded.graded, recorded.judge)).unzip();
+                judge.push(exchanges);
                 examples.push(ExampleResult {
                     example_id: example.id.clone().unwrap_or_default(),
                     metadata: example
@@ -117,7 +175,7 @@ impl Evaluation {
             }
             on_progress(examples.len());
         }
-        Evaluation { world: crate::runtime::WIT_WORLD.to_owned(), graders, examples }
+        (Evaluation { world: crate::runtime::WIT_WORLD.to_owned(), graders, examples }, judge)
     }
 
     /// The index of the grader that declares `key`.

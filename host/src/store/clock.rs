@@ -15,8 +15,15 @@ pub fn now_rfc3339() -> String {
     format_rfc3339(seconds)
 }
 
+/// Milliseconds since the Unix epoch, now (0 on a clock set before 1970).
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Formats seconds since the Unix epoch as RFC 3339 UTC.
-pub(super) fn format_rfc3339(seconds_since_epoch: u64) -> String {
+pub fn format_rfc3339(seconds_since_epoch: u64) -> String {
     let days = seconds_since_epoch / 86_400;
     let second_of_day = seconds_since_epoch % 86_400;
     let (year, month, day) = civil_from_days(days);

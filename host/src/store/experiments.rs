@@ -16,9 +16,11 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use sled::Transactional;
 
-/// The state of an experiment. Experiments graded from a file of outputs are
-/// stored once grading has finished, so they are always `completed`; the
-/// other states are for runs against a target endpoint.
+/// The state of an experiment. Experiments graded from outputs sent with the
+/// request are stored once grading has finished, so they are always
+/// `completed`; one that calls a target endpoint is `running` until its
+/// results are stored, and `failed` when it could not finish (the server
+/// stopped, the store refused the write).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExperimentStatus {
@@ -57,6 +59,10 @@ pub struct Experiment {
     pub graders: Vec<GraderProvenance>,
     /// Free JSON from the caller: git sha, pull request number, prompt revision.
     pub metadata: Value,
+    /// Where the agent's runs came from: `{"kind": "outputs"}`, `{"kind":
+    /// "target", "target": {...}}` or `{"kind": "regrade", "experiment": ID}`.
+    #[serde(default)]
+    pub runs_from: Value,
     pub status: ExperimentStatus,
     /// Who started it (the token's name).
     pub created_by: String,
@@ -68,6 +74,9 @@ pub struct Experiment {
     pub summary: Value,
     /// The gates held against it, as given at creation.
     pub gates: Value,
+    /// Why a `failed` experiment did not finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One example's results: the agent run that was graded and what each grader said.
@@ -92,6 +101,10 @@ pub struct GradeRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<FailureRecord>,
     pub fuel_used: u64,
+    /// The judge exchanges of the call (request, and answer or error), as the
+    /// runtime recorded them; a re-grade replays their answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub judge: Vec<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,15 +137,56 @@ pub fn new_experiment_id() -> String {
 }
 
 impl Store {
-    /// Stores an experiment and all its results in one transaction, flushed
-    /// before returning. An id that exists already is a `Conflict`.
-    pub fn save_experiment(&self, experiment: &Experiment, results: &[ExampleResultRecord]) -> Result<(), StoreError> {
-        if experiment.id.is_empty() || experiment.id.as_bytes().contains(&0) {
-            return Err(StoreError::Invalid(vec![crate::model::FieldError {
-                field: "id".into(),
-                reason: "must be non-empty and hold no zero byte".into(),
-            }]));
+    /// Records an experiment that has started and has no results yet (status
+    /// `running`), flushed before returning. An id that exists already is a
+    /// `Conflict`.
+    pub fn start_experiment(&self, experiment: &Experiment) -> Result<(), StoreError> {
+        check_experiment_id(&experiment.id)?;
+        let record = layout::encode_json(experiment, "experiment record")?;
+        let id = experiment.id.as_bytes();
+        self.trees
+            .experiments
+            .compare_and_swap(id, None::<&[u8]>, Some(record))?
+            .map_err(|_| StoreError::Conflict(format!("experiment `{}` already exists", experiment.id)))?;
+        self.flush()
+    }
+
+    /// Marks a `running` experiment `failed` with the reason. Returns false
+    /// when it was not running (it finished or failed meanwhile).
+    pub fn fail_experiment(&self, id: &str, reason: &str) -> Result<bool, StoreError> {
+        let mut experiment = self.experiment(id)?;
+        if experiment.status != ExperimentStatus::Running {
+            return Ok(false);
         }
+        let before = layout::encode_json(&experiment, "experiment record")?;
+        experiment.status = ExperimentStatus::Failed;
+        experiment.finished_at = Some(super::now_rfc3339());
+        experiment.error = Some(reason.to_owned());
+        let after = layout::encode_json(&experiment, "experiment record")?;
+        let swapped = self.trees.experiments.compare_and_swap(id.as_bytes(), Some(before), Some(after))?.is_ok();
+        self.flush()?;
+        Ok(swapped)
+    }
+
+    /// Marks every experiment still `running` as `failed`: called when the
+    /// server starts, since nothing can be running in a process that just
+    /// began. Returns how many were marked.
+    pub fn fail_interrupted_experiments(&self, reason: &str) -> Result<usize, StoreError> {
+        let mut marked = 0;
+        for experiment in self.list_experiments(None)? {
+            if experiment.status == ExperimentStatus::Running && self.fail_experiment(&experiment.id, reason)? {
+                marked += 1;
+            }
+        }
+        Ok(marked)
+    }
+
+    /// Stores a finished experiment and all its results in one transaction,
+    /// flushed before returning. It may replace the `running` record of the
+    /// same id written by [`Store::start_experiment`]; any other existing id
+    /// is a `Conflict`.
+    pub fn save_experiment(&self, experiment: &Experiment, results: &[ExampleResultRecord]) -> Result<(), StoreError> {
+        check_experiment_id(&experiment.id)?;
         let record = layout::encode_json(experiment, "experiment record")?;
         let encoded_results = results
             .iter()
@@ -147,8 +201,12 @@ impl Store {
         let id = experiment.id.as_str();
         (&self.trees.experiments, &self.trees.experiment_results)
             .transaction(|(experiments, experiment_results)| {
-                if experiments.get(id.as_bytes())?.is_some() {
-                    return Err(StoreError::Conflict(format!("experiment `{id}` already exists")).into());
+                if let Some(existing) = experiments.get(id.as_bytes())? {
+                    let existing: Experiment = layout::decode_json(&existing, "experiment record")
+                        .map_err(sled::transaction::ConflictableTransactionError::Abort)?;
+                    if existing.status != ExperimentStatus::Running {
+                        return Err(StoreError::Conflict(format!("experiment `{id}` already exists")).into());
+                    }
                 }
                 for (key, value) in &encoded_results {
                     experiment_results.insert(key.as_slice(), value.as_slice())?;
@@ -192,6 +250,16 @@ impl Store {
         }
         Ok(results)
     }
+}
+
+fn check_experiment_id(id: &str) -> Result<(), StoreError> {
+    if id.is_empty() || id.as_bytes().contains(&0) {
+        return Err(StoreError::Invalid(vec![crate::model::FieldError {
+            field: "id".into(),
+            reason: "must be non-empty and hold no zero byte".into(),
+        }]));
+    }
+    Ok(())
 }
 
 /// Two experiments compared example by example.
@@ -414,6 +482,8 @@ mod tests {
             example_count: 2,
             summary: json!({}),
             gates: json!([]),
+            runs_from: json!({"kind": "outputs"}),
+            error: None,
         }
     }
 
@@ -427,6 +497,7 @@ mod tests {
                 scores: score.map(|value| vec![ScoreRecord { key: "policy_violations".into(), value, comment: None }]),
                 failure: score.is_none().then(|| FailureRecord { kind: "trap".into(), message: "boom".into() }),
                 fuel_used: 1,
+                judge: Vec::new(),
             }],
         }
     }
@@ -453,6 +524,43 @@ mod tests {
         drop(store);
         let reopened = Store::open(directory.path()).unwrap();
         assert_eq!(reopened.experiment_results("exp-1").unwrap(), results);
+    }
+
+    #[test]
+    fn a_running_experiment_is_completed_once_or_marked_failed() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = Store::open(directory.path()).unwrap();
+        let running = Experiment {
+            status: ExperimentStatus::Running,
+            finished_at: None,
+            ..experiment("exp-run", "triage", "2026-01-01T00:00:00Z")
+        };
+        store.start_experiment(&running).unwrap();
+        assert!(matches!(store.start_experiment(&running), Err(StoreError::Conflict(_))));
+        assert_eq!(store.experiment("exp-run").unwrap().status, ExperimentStatus::Running);
+        assert!(store.experiment_results("exp-run").unwrap().is_empty());
+        // Completing replaces the running record, with the results, once.
+        let results = [result("a", Some(1.0), "fine")];
+        let completed = experiment("exp-run", "triage", "2026-01-01T00:00:00Z");
+        store.save_experiment(&completed, &results).unwrap();
+        assert_eq!(store.experiment("exp-run").unwrap(), completed);
+        assert_eq!(store.experiment_results("exp-run").unwrap(), results);
+        assert!(matches!(store.save_experiment(&completed, &[]), Err(StoreError::Conflict(_))));
+        assert!(!store.fail_experiment("exp-run", "late").unwrap(), "a completed experiment stays completed");
+        assert_eq!(store.experiment_results("exp-run").unwrap(), results);
+
+        // A server that starts finds the running ones of the last process and marks them failed.
+        let cut_short = Experiment { id: "exp-cut".into(), ..running.clone() };
+        store.start_experiment(&cut_short).unwrap();
+        drop(store);
+        let reopened = Store::open(directory.path()).unwrap();
+        assert_eq!(reopened.fail_interrupted_experiments("the server stopped").unwrap(), 1);
+        let failed = reopened.experiment("exp-cut").unwrap();
+        assert_eq!(failed.status, ExperimentStatus::Failed);
+        assert_eq!(failed.error.as_deref(), Some("the server stopped"));
+        assert!(failed.finished_at.is_some());
+        assert_eq!(reopened.fail_interrupted_experiments("again").unwrap(), 0);
+        assert_eq!(reopened.experiment("exp-run").unwrap().status, ExperimentStatus::Completed);
     }
 
     #[test]

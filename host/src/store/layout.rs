@@ -53,6 +53,47 @@ pub(super) struct Trees {
     pub experiment_results: sled::Tree,
     /// sha256 of a bearer token → `TokenInfo` JSON. Never the token itself.
     pub tokens: sled::Tree,
+    /// `project \0 start time \0 trace id` → the trace's compact record:
+    /// everything but its conversation, and where its body is. The start
+    /// time is milliseconds as a big-endian i64 with its sign bit flipped, so
+    /// a project's traces sort by time (see `traces.rs`, `traces/record.rs`).
+    pub traces: sled::Tree,
+    /// block id (u64 BE) → the full JSON bodies of traces ingested together,
+    /// concatenated (at most about 1 MiB a block).
+    pub trace_bodies: sled::Tree,
+    /// block id → how many stored traces still point into the block (u32 BE).
+    pub trace_body_refs: sled::Tree,
+    /// `project \0 trace id` → the start-time part of its key: idempotent
+    /// ingest and lookup by id.
+    pub trace_ids: sled::Tree,
+    /// `project` → `ProjectRecord` JSON: trace count and retention.
+    pub trace_projects: sled::Tree,
+    /// `project \0 trace id` → feedback received before its trace.
+    pub pending_feedback: sled::Tree,
+    /// OTLP trace id → spans received before their root span (opaque bytes).
+    pub pending_spans: sled::Tree,
+    /// `grader name \0 version` → `GraderVersion` JSON (see `graders.rs`).
+    pub grader_versions: sled::Tree,
+    /// `sha256:digest` → the component's bytes, shared by versions with equal bytes.
+    pub grader_blobs: sled::Tree,
+    /// grader name → `Alias` JSON: the version served for the name.
+    pub grader_aliases: sled::Tree,
+    /// `grader name \0 sequence` → `AliasEvent` JSON, every move of an alias.
+    pub grader_alias_events: sled::Tree,
+    /// shadow report id → report JSON.
+    pub shadow_reports: sled::Tree,
+    /// queue name → `Queue` JSON (see `queues.rs`).
+    pub queues: sled::Tree,
+    /// `queue \0 sequence` (u64 BE) → `QueueItem` JSON, in queue order.
+    pub queue_items: sled::Tree,
+    /// `queue \0 project \0 trace id` → item id: a trace is queued once per queue.
+    pub queue_traces: sled::Tree,
+    /// queue name → the last item sequence number (u64 BE).
+    pub queue_sequences: sled::Tree,
+    /// `queue \0 sequence` → `QueueEvent` JSON: accepts, rejects (the discard log), skips.
+    pub queue_events: sled::Tree,
+    /// rule name → `MiningRule` JSON.
+    pub mining_rules: sled::Tree,
 }
 
 impl Trees {
@@ -68,6 +109,24 @@ impl Trees {
             experiments: db.open_tree("experiments")?,
             experiment_results: db.open_tree("experiment_results")?,
             tokens: db.open_tree("tokens")?,
+            traces: db.open_tree("traces")?,
+            trace_bodies: db.open_tree("trace_bodies")?,
+            trace_body_refs: db.open_tree("trace_body_refs")?,
+            trace_ids: db.open_tree("trace_ids")?,
+            trace_projects: db.open_tree("trace_projects")?,
+            pending_feedback: db.open_tree("pending_feedback")?,
+            pending_spans: db.open_tree("pending_spans")?,
+            grader_versions: db.open_tree("grader_versions")?,
+            grader_blobs: db.open_tree("grader_blobs")?,
+            grader_aliases: db.open_tree("grader_aliases")?,
+            grader_alias_events: db.open_tree("grader_alias_events")?,
+            shadow_reports: db.open_tree("shadow_reports")?,
+            queues: db.open_tree("queues")?,
+            queue_items: db.open_tree("queue_items")?,
+            queue_traces: db.open_tree("queue_traces")?,
+            queue_sequences: db.open_tree("queue_sequences")?,
+            queue_events: db.open_tree("queue_events")?,
+            mining_rules: db.open_tree("mining_rules")?,
         })
     }
 }

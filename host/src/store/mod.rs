@@ -38,8 +38,12 @@ mod clock;
 mod compare;
 mod digest;
 mod experiments;
+mod graders;
 mod layout;
+mod mining;
+mod queues;
 mod tokens;
+mod traces;
 mod validation;
 
 #[cfg(test)]
@@ -47,13 +51,26 @@ mod tests;
 
 /// Callers that must know an added example's id (to echo it back) assign it
 /// with this before committing, instead of leaving `Example::id` empty.
-pub use clock::{new_example_id, now_rfc3339};
+pub use clock::{format_rfc3339, new_example_id, now_ms, now_rfc3339};
 pub use experiments::{
     Comparison, Direction, ExampleChange, ExampleResultRecord, Experiment, ExperimentStatus, FailureRecord,
     GradeRecord, GraderProvenance, KeyDelta, ScoreRecord, SideOfChange, compare as compare_experiments, config_hash,
     new_experiment_id,
 };
+pub use graders::{
+    Alias, AliasAction, AliasEvent, GRADER_NAME_BYTES_MAX, GRADER_VERSION_BYTES_MAX, GraderSummary, GraderVersion,
+    Published, Retirement, compare_versions, grader_name_problem, version_problem,
+};
+pub use mining::{MiningRule, RULE_NAME_BYTES_MAX};
+pub use queues::{
+    Accepted, AddReport, ItemState, QUEUE_ITEMS_PER_ADD_MAX, Queue, QueueCounts, QueueEvent, QueueItem, QueueStatus,
+    RESERVATION_SECONDS_DEFAULT, ReviewError, ReviewerCounts,
+};
 pub use tokens::{NewToken, Role, TokenInfo};
+pub use traces::{
+    CompactionReport, FeedbackOutcome, IngestOutcome, IngestReport, PENDING_FEEDBACK_SECONDS, PENDING_SPANS_SECONDS,
+    RETENTION_DAYS_MAX, RetentionReport, TRACE_BYTES_MAX, TraceProject, TraceScan,
+};
 pub use validation::{
     AUTHOR_BYTES_MAX, CHANGES_PER_COMMIT_MAX, DATASET_NAME_BYTES_MAX, DESCRIPTION_BYTES_MAX, FIELD_ERRORS_MAX,
     NOTE_BYTES_MAX, SCHEMA_BYTES_MAX, TAG_NAME_BYTES_MAX,
