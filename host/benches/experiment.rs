@@ -21,6 +21,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const REPEATS: usize = 5;
+const NODELAY: bool = true;
+/// Calls of the sequential run that measures the agent's latency as a caller sees it.
+const SEQUENTIAL_CALLS: usize = 50;
 
 fn main() {
     let peers = peers_directory();
@@ -92,26 +95,43 @@ fn main() {
     );
 
     println!("\ntarget runner overhead: N calls to an agent with fixed latency L at concurrency C, vs N·L/C");
-    println!("  {:>6} {:>6} {:>4} {:>10} {:>10} {:>9}", "N", "L ms", "C", "ideal s", "actual s", "overhead");
+    println!("  L' is the agent's latency as one sequential caller sees it (timer granularity, HTTP, loopback),");
+    println!("  measured in the same run over {SEQUENTIAL_CALLS} calls");
+    println!(
+        "  {:>6} {:>6} {:>4} {:>8} {:>10} {:>10} {:>10} {:>10}",
+        "N", "L ms", "C", "L' ms", "N·L/C s", "N·L'/C s", "actual s", "vs N·L'/C"
+    );
     let examples = examples_of(&dataset);
     for (count, latency_ms, concurrency) in [(400, 20, 16), (1_500, 20, 64), (256, 100, 8)] {
         let agent = FixedLatencyAgent::start(Duration::from_millis(latency_ms));
-        let target =
-            Target { max_concurrency: concurrency, timeout_ms: 10_000, retries: 0, ..Target::new(agent.url.clone()) };
+        let target = |max_concurrency| Target {
+            max_concurrency,
+            timeout_ms: 10_000,
+            retries: 0,
+            ..Target::new(agent.url.clone())
+        };
+        let sequential: Vec<Example> = examples.iter().take(SEQUENTIAL_CALLS).cloned().collect();
+        let start = Instant::now();
+        let (_, stats) = target(1).run(&sequential, &|_| {});
+        assert_eq!(stats.agent_errors, 0);
+        let effective_ms = start.elapsed().as_secs_f64() * 1e3 / SEQUENTIAL_CALLS as f64;
         let cases: Vec<Example> = examples.iter().cycle().take(count).cloned().collect();
         let start = Instant::now();
-        let (answers, stats) = target.run(&cases, &|_| {});
+        let (answers, stats) = target(concurrency).run(&cases, &|_| {});
         let actual = start.elapsed().as_secs_f64();
         assert_eq!(stats.agent_errors, 0, "{:?}", answers.iter().find_map(|run| run.error.clone()));
         let ideal = count as f64 * latency_ms as f64 / 1_000.0 / concurrency as f64;
+        let effective = count as f64 * effective_ms / 1_000.0 / concurrency as f64;
         println!(
-            "  {:>6} {:>6} {:>4} {:>10.3} {:>10.3} {:>8.1}%",
+            "  {:>6} {:>6} {:>4} {:>8.2} {:>10.3} {:>10.3} {:>10.3} {:>9.1}%",
             count,
             latency_ms,
             concurrency,
+            effective_ms,
             ideal,
+            effective,
             actual,
-            (actual / ideal - 1.0) * 100.0
+            (actual / effective - 1.0) * 100.0
         );
     }
     println!("  (target: within 5% of N·L/C)");
@@ -189,6 +209,9 @@ impl FixedLatencyAgent {
                     r#"{"outputs": {"messages": [{"role": "assistant", "content": "I'm paging the on-call physician now."}], "tool_calls": [{"name": "page_on_call", "args": {}}]}}"#
                 };
                 let router = axum::Router::new().route("/", axum::routing::post(answer));
+                let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                    let _ = tcp.set_nodelay(NODELAY);
+                });
                 axum::serve(listener, router).await.unwrap();
             });
         });
