@@ -11,7 +11,7 @@ use super::{ApiError, AppState};
 use crate::model::FieldError;
 use crate::store::{FeedbackOutcome, IngestOutcome, Role, Store, TraceScan};
 use crate::traces::otlp::{self, MappingError, SpanGroup};
-use crate::traces::{Feedback, Trace, parse_rfc3339_ms};
+use crate::traces::{Feedback, Trace};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
@@ -373,7 +373,7 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(READERS)?;
     let Query(query) = query?;
-    let now = now_ms();
+    let now = crate::store::now_ms();
     let since_ms = query.since.as_deref().map(|text| instant("since", text, now)).transpose()?;
     let until_ms = query.until.as_deref().map(|text| instant("until", text, now)).transpose()?;
     let limit = query.limit.unwrap_or(100);
@@ -540,28 +540,9 @@ fn otlp_blocking(store: &Store, body: &[u8], default_project: Option<&str>) -> R
 
 /// `7d`, `24h`, `30m`, `90s`, `2w` back from `now_ms`, or an RFC 3339 time.
 fn instant(parameter: &str, text: &str, now_ms: i64) -> Result<i64, ApiError> {
-    if let Some(instant) = parse_rfc3339_ms(text) {
-        return Ok(instant);
-    }
-    let unit_ms = match text.chars().last() {
-        Some('s') => 1_000,
-        Some('m') => 60_000,
-        Some('h') => 3_600_000,
-        Some('d') => 86_400_000,
-        Some('w') => 7 * 86_400_000,
-        _ => 0,
-    };
-    let amount = text.get(..text.len().saturating_sub(1)).and_then(|digits| digits.parse::<i64>().ok());
-    match amount {
-        Some(amount) if unit_ms > 0 && amount >= 0 => Ok(now_ms.saturating_sub(amount.saturating_mul(unit_ms))),
-        _ => Err(ApiError::bad_request(format!(
+    crate::mining::instant_ms(text, now_ms).ok_or_else(|| {
+        ApiError::bad_request(format!(
             "{parameter} must be a duration back from now (7d, 24h, 30m, 90s, 2w) or an RFC 3339 time, got {text:?}"
-        ))),
-    }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        ))
+    })
 }

@@ -387,7 +387,7 @@ impl Store {
                     None => Err(StoreError::Invalid(vec![too_much_feedback()])),
                 };
             }
-            let now = now_ms();
+            let now = super::now_ms();
             let outcome = (&self.trees.trace_ids, &self.trees.pending_feedback)
                 .transaction(|(ids, pending)| {
                     if ids.get(&id_key)?.is_some() {
@@ -635,7 +635,7 @@ impl Store {
             return Ok(());
         }
         let mut batch = sled::Batch::default();
-        let time = encode_time(now_ms());
+        let time = encode_time(super::now_ms());
         for (trace_id, bytes) in keep {
             let mut value = Vec::with_capacity(TIME_BYTES + bytes.len());
             value.extend_from_slice(&time);
@@ -1079,12 +1079,6 @@ fn remove_keys(tree: &sled::Tree, keys: Vec<sled::IVec>) -> Result<u64, StoreErr
 
 fn corrupt_key(key: &[u8]) -> StoreError {
     StoreError::Storage(format!("corrupt trace key {}", hex::encode(key)))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -202,7 +202,7 @@ fn retention_drops_old_traces_only() {
     let back = store.ingest_traces(None, vec![trace_at("voice", "age8", now - 8 * DAY_MS, json!({}))]).expect("ingest");
     assert_eq!(back.accepted, 1);
 
-    let far_future = now_ms() + 30 * DAY_MS;
+    let far_future = crate::store::now_ms() + 30 * DAY_MS;
     let report = store.apply_retention(far_future).expect("retention");
     assert_eq!((report.pending_feedback, report.pending_spans), (1, 1));
     assert_eq!(store.pending_spans("abc").expect("read"), None);
