@@ -272,11 +272,7 @@ pub async fn regrade(
             replay.insert(&result.example_id, &grade.grader, exchanges.collect());
         }
     }
-    let runs: Vec<(usize, AgentRun)> = results
-        .into_iter()
-        .enumerate()
-        .filter_map(|(index, result)| Some((index + 1, serde_json::from_value::<AgentRun>(result.run).ok()?)))
-        .collect();
+    let runs = stored_runs(results);
     let reference = format!("{}@{}", original.dataset, original.dataset_version);
     let runs_from = json!({"kind": "regrade", "experiment": id});
     let mut plan = plan(&state, &caller, &reference, options, Some(&original.dataset_digest), runs_from)?;
@@ -341,12 +337,7 @@ fn plan(
             format!("{dataset}@{version} has digest {}, not {expected}", version_info.digest),
         ));
     }
-    let examples: Vec<(usize, Example)> = store
-        .read_version(&dataset, version)?
-        .into_iter()
-        .enumerate()
-        .map(|(index, stored)| (index + 1, stored.example))
-        .collect();
+    let examples = numbered_examples(store, &dataset, version)?;
     let metadata = metadata_values(examples.iter().map(|(_, example)| example));
     for gate in &mut gates {
         gate.resolve(&pins, &metadata)
@@ -762,7 +753,27 @@ fn internal(error: tokio::task::JoinError) -> ApiError {
 
 /// Reads the outputs with the offline evaluation's rules (every run names
 /// its example, once), reporting every bad run as `outputs[i].field`.
-fn parse_outputs(outputs: &[Box<serde_json::value::RawValue>]) -> Result<Vec<(usize, AgentRun)>, ApiError> {
+/// The examples of a dataset version, in order, numbered from 1 (the
+/// positions `pair_runs` reports).
+pub(super) fn numbered_examples(store: &Store, dataset: &str, version: u64) -> Result<Vec<(usize, Example)>, ApiError> {
+    Ok(store
+        .read_version(dataset, version)?
+        .into_iter()
+        .enumerate()
+        .map(|(index, stored)| (index + 1, stored.example))
+        .collect())
+}
+
+/// The agent runs stored with an experiment's results, numbered from 1.
+pub(super) fn stored_runs(results: Vec<ExampleResultRecord>) -> Vec<(usize, AgentRun)> {
+    results
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, result)| Some((index + 1, serde_json::from_value::<AgentRun>(result.run).ok()?)))
+        .collect()
+}
+
+pub(super) fn parse_outputs(outputs: &[Box<serde_json::value::RawValue>]) -> Result<Vec<(usize, AgentRun)>, ApiError> {
     let items = outputs.iter().enumerate().map(|(index, run)| (index + 1, run.get()));
     inputs::parse_run_items(items).map_err(|errors| {
         ApiError::invalid(

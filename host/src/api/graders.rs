@@ -3,10 +3,11 @@
 //! alias history, and shadow runs of a candidate beside the served version.
 
 use super::auth::Caller;
+use super::experiments::{numbered_examples, parse_outputs, stored_runs};
 use super::{ApiError, AppState};
 use crate::eval::shadow::ShadowComparison;
 use crate::eval::{Evaluation, GraderPin, inputs};
-use crate::model::{AgentRun, Example, FieldError};
+use crate::model::FieldError;
 use crate::registry::{GraderTest, Pinned};
 use crate::runtime::GraderCall;
 use crate::store::Role;
@@ -237,7 +238,7 @@ pub struct Shadow {
     #[serde(default)]
     dataset: Option<String>,
     #[serde(default)]
-    outputs: Option<Vec<Value>>,
+    outputs: Option<Vec<Box<serde_json::value::RawValue>>>,
     /// The configuration both versions are called with [default: `{}`].
     #[serde(default)]
     config: Option<Value>,
@@ -265,32 +266,15 @@ pub async fn shadow(
     let (dataset, version, examples, runs, source) = match (request.experiment, request.dataset, request.outputs) {
         (Some(experiment_id), None, None) => {
             let experiment = state.store.experiment(&experiment_id)?;
-            let runs: Vec<(usize, AgentRun)> = state
-                .store
-                .experiment_results(&experiment_id)?
-                .into_iter()
-                .enumerate()
-                .filter_map(|(index, result)| Some((index + 1, serde_json::from_value(result.run).ok()?)))
-                .collect();
-            let examples = examples_of(&state, &experiment.dataset, experiment.dataset_version)?;
+            let runs = stored_runs(state.store.experiment_results(&experiment_id)?);
+            let examples = numbered_examples(&state.store, &experiment.dataset, experiment.dataset_version)?;
             let source = json!({"experiment": experiment_id});
             (experiment.dataset, experiment.dataset_version, examples, runs, source)
         }
         (None, Some(reference), Some(outputs)) => {
-            let text: String = outputs.iter().map(|run| run.to_string() + "\n").collect();
-            let runs = inputs::parse_runs(&text).map_err(|errors| {
-                ApiError::invalid(
-                    errors
-                        .into_iter()
-                        .map(|error| FieldError {
-                            field: format!("outputs[{}] {}", error.line - 1, error.field),
-                            reason: error.reason,
-                        })
-                        .collect(),
-                )
-            })?;
+            let runs = parse_outputs(&outputs)?;
             let (dataset, version) = state.store.resolve(&reference)?;
-            let examples = examples_of(&state, &dataset, version)?;
+            let examples = numbered_examples(&state.store, &dataset, version)?;
             (dataset, version, examples, runs, json!({"outputs": outputs.len()}))
         }
         _ => {
@@ -350,14 +334,4 @@ pub async fn shadow_report(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(SHADOWERS)?;
     Ok(Json(state.store.shadow_report(&id)?))
-}
-
-fn examples_of(state: &AppState, dataset: &str, version: u64) -> Result<Vec<(usize, Example)>, ApiError> {
-    Ok(state
-        .store
-        .read_version(dataset, version)?
-        .into_iter()
-        .enumerate()
-        .map(|(index, stored)| (index + 1, stored.example))
-        .collect())
 }
