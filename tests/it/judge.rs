@@ -14,6 +14,7 @@
 
 use crate::server::{Reply, call};
 use crate::support::{compile_cache_directory, load_reference, small_runtime};
+use crate::targets::Loopback;
 use assay::api::{AppState, AuthMode};
 use assay::model::{AgentRun, Example};
 use assay::runtime::{
@@ -44,33 +45,16 @@ struct ScriptedModel {
     /// The base URL, `http://127.0.0.1:PORT/v1`.
     url: String,
     seen: Arc<Seen>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: Loopback,
 }
 
 impl ScriptedModel {
     fn start() -> ScriptedModel {
         let seen = Arc::new(Seen::default());
         let state = Arc::clone(&seen);
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (ready_sender, ready) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                ready_sender.send(listener.local_addr().unwrap()).unwrap();
-                let router =
-                    axum::Router::new().route("/v1/chat/completions", axum::routing::post(answer)).with_state(state);
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .unwrap();
-            });
-        });
-        let address = ready.recv().unwrap();
-        ScriptedModel { url: format!("http://{address}/v1"), seen, shutdown: Some(shutdown), thread: Some(thread) }
+        let router = axum::Router::new().route("/v1/chat/completions", axum::routing::post(answer)).with_state(state);
+        let server = Loopback::router(router);
+        ScriptedModel { url: format!("http://{}/v1", server.address), seen, _server: server }
     }
 
     fn calls(&self) -> usize {
@@ -82,17 +66,6 @@ impl ScriptedModel {
         config.allowed = allowed.iter().map(|name| (*name).to_owned()).collect();
         config.api_key = Some("sk-test-key".into());
         config
-    }
-}
-
-impl Drop for ScriptedModel {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -141,8 +114,7 @@ struct JudgeServer {
     base: String,
     token: String,
     runtime: Arc<Runtime>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: Loopback,
     _directory: tempfile::TempDir,
 }
 
@@ -160,23 +132,9 @@ impl JudgeServer {
         };
         let runtime = Arc::new(Runtime::new(config).unwrap());
         let state = AppState::new(store, AuthMode::Tokens, Arc::clone(&runtime)).unwrap();
-        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (ready_sender, ready) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                ready_sender.send(listener.local_addr().unwrap()).unwrap();
-                assay::api::serve(listener, state, async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-            });
-        });
-        let base = format!("http://{}", ready.recv().unwrap());
-        let server =
-            JudgeServer { base, token, runtime, shutdown: Some(shutdown), thread: Some(thread), _directory: directory };
+        let server = Loopback::start(move |listener, stopped| assay::api::serve(listener, state, stopped));
+        let base = format!("http://{}", server.address);
+        let server = JudgeServer { base, token, runtime, _server: server, _directory: directory };
         let created = call(
             "POST",
             &format!("{}/api/v1/datasets", server.base),
@@ -209,17 +167,6 @@ impl JudgeServer {
         let shown = call("GET", &format!("{}/api/v1/experiments/{id}", self.base), Some(&self.token), None);
         assert_eq!(shown.status, 200, "{}", shown.text);
         shown.body["results"].as_array().unwrap().clone()
-    }
-}
-
-impl Drop for JudgeServer {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
